@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the tests and the benchmarks need.
+# Idempotent: only missing packages are installed; uses sudo when not root.
+set -euo pipefail
+pkgs=(build-essential pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev libyajl-dev
+      librdkafka-dev libcmocka-dev libhttp-parser-dev libmagic-dev libssl-dev
+      redis-server redis-tools python3 curl chromium nodejs npm)
+[ "${DEPS_EXTRA:-}" ] && read -r -a extra <<<"$DEPS_EXTRA" && pkgs+=("${extra[@]}")
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+# node and npm may come from elsewhere than Debian (e.g. a preinstalled Node.js)
+command -v node >/dev/null && missing=("${missing[@]/nodejs}")
+command -v npm >/dev/null && missing=("${missing[@]/npm}")
+read -r -a missing <<<"${missing[*]:-}"
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+# the browser test's driver (playwright-core, no browser download: Debian's chromium is used)
+if [ -f test/package.json ] && [ ! -d test/node_modules/playwright-core ]; then
+    echo "deps: npm ci in test/" >&2
+    (cd test && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi

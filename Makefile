@@ -1,0 +1,110 @@
+# downloader: build, run, test and benchmark.
+#   make            build build/downloader
+#   make run        install deps, build, start redis if needed, run `downloader all`
+#   make test       install deps, build, run every test (SANITIZE=1 for ASan+UBSan)
+#   make bench      run the benchmarks in bench/
+#   make format     clang-format the sources
+
+SANITIZE ?= 0
+BUILD    ?= $(if $(filter 1,$(SANITIZE)),build/san,build)
+CC       ?= cc
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+PKGS     := libuv hiredis libcurl yajl rdkafka libmagic libcrypto
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -Wno-format-zero-length -D_GNU_SOURCE -Iinclude -I$(BUILD)/gen \
+            -DDOWNLOADER_VERSION='"$(VERSION)"' -MMD -MP
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luv -lhiredis -lcurl -lyajl -lrdkafka -lmagic -lcrypto) \
+            -lhttp_parser -lm -lpthread
+ifeq ($(SANITIZE),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+SRC      := $(filter-out src/main.c,$(wildcard src/*.c))
+OBJ      := $(SRC:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen_lua.o $(BUILD)/obj/gen_web.o
+LIB      := $(BUILD)/libdownloader.a
+BIN      := $(BUILD)/downloader
+UNIT     := $(patsubst test/unit/%.c,$(BUILD)/test/unit/%,$(wildcard test/unit/test_*.c))
+INTEG    := $(patsubst test/integration/%.c,$(BUILD)/test/integration/%,$(wildcard test/integration/test_*.c))
+TESTLIB  := $(patsubst test/%.c,$(BUILD)/obj/test_%.o,$(wildcard test/lib/*.c))
+WEBTESTS := $(wildcard test/dashboard/*.test.js)
+TOOLS    := $(patsubst test/tools/%.c,$(BUILD)/test/tools/%,$(wildcard test/tools/*.c))
+
+.PHONY: all deps run test unit integration bench format clean faults fuzz
+.SECONDARY:
+
+all: $(BIN)
+
+deps:
+	@./.ci/deps.sh
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/gen/embedded.h
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/embedded.h: src/embed.sh
+	@mkdir -p $(@D)
+	@./src/embed.sh header > $@
+
+$(BUILD)/gen/lua.c: src/embed.sh $(wildcard src/lua/*.lua)
+	@mkdir -p $(@D)
+	@./src/embed.sh c lua src/lua/*.lua > $@
+
+$(BUILD)/gen/web.c: src/embed.sh $(shell find web -type f 2>/dev/null)
+	@mkdir -p $(@D)
+	@./src/embed.sh c web $$(find web -type f | sort) > $@
+
+$(BUILD)/obj/gen_%.o: $(BUILD)/gen/%.c $(BUILD)/gen/embedded.h
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/main.o $(LIB)
+	@echo "  LD      $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/test_%.o: test/%.c
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -Itest/lib -c $< -o $@
+
+$(BUILD)/test/unit/%: $(BUILD)/obj/test_unit/%.o $(LIB)
+	@mkdir -p $(@D)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/test/integration/%: $(BUILD)/obj/test_integration/%.o $(TESTLIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/test/tools/%: $(BUILD)/obj/test_tools/%.o $(LIB)
+	@mkdir -p $(@D)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+run: deps $(BIN)
+	@./.ci/run-local.sh $(BIN) config.json
+
+test: deps $(BIN) $(UNIT) $(INTEG) $(TOOLS)
+	@BUILD=$(BUILD) ./test/run.sh $(UNIT) $(INTEG) $(WEBTESTS)
+
+unit: $(BIN) $(UNIT) $(TOOLS)
+	@BUILD=$(BUILD) ./test/run.sh $(UNIT)
+
+integration: $(BIN) $(INTEG) $(TOOLS)
+	@BUILD=$(BUILD) ./test/run.sh $(INTEG)
+
+bench: deps $(BIN) $(TOOLS)
+	@BUILD=$(BUILD) ./bench/run.sh
+
+format:
+	clang-format -i src/*.c include/*.h test/*/*.c
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

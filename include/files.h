@@ -1,0 +1,38 @@
+/* files: blocking file-system work for stored files, run on the uv thread pool:
+ * finalising a download (fsync, image size, mkdir, rename), unlinking, disk usage. */
+#ifndef DOWNLOADER_FILES_H
+#define DOWNLOADER_FILES_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+typedef struct {
+    int err;              /* 0, or the errno of the failed step */
+    const char *phase;    /* §5.5 phase of the failure: "syncing to disk", "storing file to
+                             default storage backend", ... */
+    char detail[256];     /* strerror-style detail */
+    bool internal;        /* our own fault (fsync) */
+    char image_size[32];  /* "WxH" when asked for and decodable, else "" */
+} files_result_t;
+
+typedef void (*files_done_fn)(const files_result_t *res, void *arg);
+
+/* fsync(tmp); when image_mime is one of image/jpeg|png|gif, decode the size from the
+ * file header (corrupt: size stays "", not an error, W31); mkdir -p the final
+ * directory (0755); rename(tmp, final) (copy + unlink across devices). The temp file is
+ * removed on any failure. */
+int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
+                   const char *image_mime, files_done_fn done, void *arg);
+
+/* unlink(path); a missing file is success. */
+int files_unlink(uv_loop_t *loop, const char *path, files_done_fn done, void *arg);
+
+/* Disk usage of the file system holding path, in whole percent
+ * ((f_blocks - f_bfree) * 100 / f_blocks), or -errno. */
+typedef void (*files_usage_fn)(int percent, void *arg);
+int files_disk_usage(uv_loop_t *loop, const char *path, files_usage_fn done, void *arg);
+
+/* Final path of a job's file: <root>/<id[0:3]>/<id>. */
+void files_job_path(char *buf, size_t len, const char *root, const char *id);
+
+#endif

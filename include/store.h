@@ -1,0 +1,165 @@
+/* store: all Redis access. One command connection and one pub/sub connection per
+ * process (hiredis async on libuv), reconnect with backoff, a watchdog for hung
+ * commands, the Lua scripts of src/lua loaded once and run with EVALSHA (EVAL on
+ * NOSCRIPT), and typed operations for the api, processor, notifier and reaper.
+ * The key layout is documented in docs/redis.md. */
+#ifndef DOWNLOADER_STORE_H
+#define DOWNLOADER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "job.h"
+
+typedef struct store store_t;
+
+/* Result codes of store operations. */
+typedef enum {
+    STORE_OK = 0,
+    STORE_DOWN,     /* no connection to Redis (or it dropped during the call) */
+    STORE_ERROR,    /* Redis answered with an error, or an unexpected reply */
+    STORE_EXISTS,   /* enqueue: the id is taken */
+    STORE_NOTFOUND, /* no such job / stats */
+    STORE_CONFLICT, /* retry: callback not in state Failed; finish: lease lost */
+} store_rc_t;
+
+/* Wake-up kinds published on the pub/sub channel. */
+typedef enum { STORE_WAKE_ALL = 0, STORE_WAKE_DL, STORE_WAKE_CB, STORE_WAKE_REAP } store_wake_t;
+
+typedef void (*store_wake_fn)(store_wake_t kind, void *arg);
+typedef void (*store_state_fn)(bool up, void *arg);
+
+/* Connects in the background; `name` goes into CLIENT SETNAME (e.g.
+ * "downloader-processor-host-1234"). Never fails for a down Redis. */
+store_t *store_new(uv_loop_t *loop, const config_t *cfg, const char *name);
+
+/* True while the command connection is up and the scripts are loaded. */
+bool store_up(const store_t *s);
+
+/* Listeners. Wake listeners get STORE_WAKE_ALL after every (re)subscribe. State
+ * listeners are told on every transition. Up to 8 of each. */
+void store_on_wake(store_t *s, store_wake_fn fn, void *arg);
+void store_on_state(store_t *s, store_state_fn fn, void *arg);
+
+/* Removes every wake and state listener registered with this arg. */
+void store_forget(store_t *s, void *arg);
+
+/* Closes both connections; outstanding callbacks get STORE_DOWN. */
+void store_close(store_t *s, void (*closed)(void *arg), void *arg);
+
+/* ---- api ---- */
+typedef void (*store_done_fn)(store_rc_t rc, const char *err, void *arg);
+/* Writes the job hash, creates/updates the aggregation, queues and wakes: one script
+ * call. job->id must be set. */
+void store_enqueue(store_t *s, const job_t *job, store_done_fn done, void *arg);
+
+/* POST /retry: rc OK (queued or not), NOTFOUND, or CONFLICT with *job filled (for the
+ * message) and `state` the callback state text. */
+typedef void (*store_retry_fn)(store_rc_t rc, const job_t *job, const char *state, void *arg);
+void store_retry_callback(store_t *s, const char *id, store_retry_fn done, void *arg);
+
+/* GET /download/<id>: the raw job hash as field/value pairs and its TTL in ms (-1 none). */
+typedef void (*store_hash_fn)(store_rc_t rc, const char *const *kv, size_t n, long long ttl_ms,
+                              void *arg);
+void store_job_status(store_t *s, const char *id, store_hash_fn done, void *arg);
+
+/* GET /stats/<name>: totals as field/value pairs (NOTFOUND when nothing is known). */
+void store_stats_get(store_t *s, const char *component, store_hash_fn done, void *arg);
+
+typedef struct {
+    const char *id;
+    long limit;
+    const char *proxy;
+    long long ready, delayed, inflight;
+} store_aggr_t;
+typedef void (*store_aggrs_fn)(store_rc_t rc, const store_aggr_t *a, size_t n, void *arg);
+void store_aggregations(store_t *s, size_t max, store_aggrs_fn done, void *arg);
+
+typedef struct {
+    const char *name;      /* "<component>:<instance>" */
+    long long live_until;  /* ms */
+    const char *info_json; /* as published */
+} store_instance_t;
+typedef void (*store_instances_fn)(store_rc_t rc, long long now_ms, const store_instance_t *in,
+                                   size_t n, void *arg);
+void store_instances(store_t *s, store_instances_fn done, void *arg);
+
+/* Per-minute counter history: rows[m * nfields + f] for `minutes` minutes. */
+typedef void (*store_history_fn)(store_rc_t rc, long long first_minute, const long long *rows,
+                                 size_t minutes, size_t nfields, void *arg);
+void store_history(store_t *s, const char *component, int minutes, const char *const *fields,
+                   size_t nfields, store_history_fn done, void *arg);
+
+/* Queue depths for /metrics and checks: ready jobs, delayed jobs, leases, callbacks
+ * ready/delayed/leased. */
+typedef struct {
+    long long dl_delayed, dl_leased, cb_ready, cb_delayed, cb_leased, aggregations;
+} store_depths_t;
+typedef void (*store_depths_fn)(store_rc_t rc, const store_depths_t *d, void *arg);
+void store_depths(store_t *s, store_depths_fn done, void *arg);
+
+/* ---- processor ---- */
+typedef struct {
+    job_t job;    /* fields decoded from the job hash (job.id, job.aggr_id set) */
+    char *proxy;  /* the aggregation's proxy, "" for none */
+    int lost_leases;
+} store_claimed_t;
+
+/* next_*: absolute Redis ms time of the earliest delayed item / lease deadline, or 0
+ * when there is none; now_ms: Redis' clock at the claim. Claimed jobs are owned by the
+ * callee (free with store_claimed_free) until their finish. */
+typedef void (*store_claim_fn)(store_rc_t rc, store_claimed_t *jobs, size_t n, long long next_due,
+                               long long next_lease, long long now_ms, void *arg);
+void store_claim(store_t *s, const char *owner, int n, uint64_t lease_ms, int max_lost,
+                 uint64_t retention_ms, store_claim_fn done, void *arg);
+void store_claimed_free(store_claimed_t *c);
+
+/* Renews leases of "<id>:<aggr>" members; lost members are passed to done. */
+typedef void (*store_lost_fn)(store_rc_t rc, const char *const *lost, size_t n, void *arg);
+void store_renew(store_t *s, const char *owner, uint64_t lease_ms, const char *const *members,
+                 size_t n, store_lost_fn done, void *arg);
+
+typedef enum { STORE_DL_DONE, STORE_DL_DELAY, STORE_DL_REQUEUE } store_dl_op_t;
+typedef enum { STORE_CB_DELIVERED, STORE_CB_DELAY, STORE_CB_FAILED, STORE_CB_REQUEUE } store_cb_op_t;
+
+/* Applies a download outcome under the lease. kv: job field/value pairs to set
+ * (NULL-terminated list of strings, pairs). CONFLICT when the lease was lost. */
+void store_dl_finish(store_t *s, const char *id, const char *aggr, const char *owner,
+                     store_dl_op_t op, uint64_t delay_ms, uint64_t retention_ms,
+                     const char *const *kv, store_done_fn done, void *arg);
+
+/* ---- notifier ---- */
+typedef void (*store_cb_claim_fn)(store_rc_t rc, job_t *jobs, size_t n, long long next_due,
+                                  long long next_lease, long long now_ms, void *arg);
+void store_cb_claim(store_t *s, const char *owner, int n, uint64_t lease_ms, store_cb_claim_fn done,
+                    void *arg);
+void store_cb_renew(store_t *s, const char *owner, uint64_t lease_ms, const char *const *ids,
+                    size_t n, store_lost_fn done, void *arg);
+void store_cb_finish(store_t *s, const char *id, const char *owner, store_cb_op_t op,
+                     uint64_t delay_ms, uint64_t retention_ms, uint64_t deletion_ms,
+                     const char *const *kv, store_done_fn done, void *arg);
+
+/* ---- reaper ---- */
+typedef void (*store_reap_fn)(store_rc_t rc, const char *const *ids, size_t n, long long deadline,
+                              long long next_due, void *arg);
+void store_reap_claim(store_t *s, const char *queue, int n, uint64_t lease_ms, store_reap_fn done,
+                      void *arg);
+void store_reap_done(store_t *s, const char *queue, long long deadline, const char *const *ids,
+                     size_t n, store_done_fn done, void *arg);
+
+/* ---- stats / instances ---- */
+/* kv: counter deltas as name/value pairs (NULL-terminated). */
+void store_stats_put(store_t *s, const char *component, const char *instance, uint64_t live_ms,
+                     uint64_t keep_ms, const char *info_json, const char *const *kv,
+                     store_done_fn done, void *arg);
+
+/* Decodes a job hash (field/value pairs) into job (unknown fields ignored: W27). */
+void store_job_decode(const char *const *kv, size_t n, job_t *job);
+
+/* The reap queue key of a filesystem store identified by its download_url base. */
+void store_reap_key(char *buf, size_t len, const char *download_url);
+
+#endif

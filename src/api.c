@@ -1,0 +1,662 @@
+/* api: routes HTTP requests from httpd. POST /download validates with job_parse and
+ * enqueues with one store call; /hb, /retry, /stats and /dashboard/aggregations behave
+ * as the reference does (§3); /download/<id>, /dashboard/instances, /dashboard/history
+ * and /files/... are ours. The static UI from web/ is compiled in. Redis being away
+ * gives 503 with a clear message, never a hang. */
+#include "api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <yajl/yajl_gen.h>
+
+#include "embedded.h"
+#include "httpd.h"
+#include "job.h"
+#include "log.h"
+
+#define ENQUEUE_TRIES 3
+#define REDIS_DOWN_MSG "Service unavailable: Redis is not reachable, try again later"
+
+struct api {
+    app_t *app;
+    httpd_t *httpd;
+    void (*stopped)(void *);
+    void *stopped_arg;
+};
+
+static const httpd_header_t json_cors[] = {{"Content-Type", "application/json"},
+                                           {"Access-Control-Allow-Origin", "*"}};
+static const httpd_header_t json_only[] = {{"Content-Type", "application/json"}};
+
+/* ---------- JSON helpers ---------- */
+
+static void js(yajl_gen g, const char *s)
+{
+    s = s ? s : "";
+    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+static void jkv(yajl_gen g, const char *k, const char *v)
+{
+    js(g, k);
+    js(g, v);
+}
+
+static void jki(yajl_gen g, const char *k, long long v)
+{
+    js(g, k);
+    yajl_gen_integer(g, v);
+}
+
+static void respond_gen(httpd_req_t *req, yajl_gen g, bool cors)
+{
+    const unsigned char *buf;
+    size_t len;
+    yajl_gen_get_buf(g, &buf, &len);
+    httpd_respond(req, 200, cors ? json_cors : json_only, cors ? 2 : 1, (const char *)buf, len);
+    yajl_gen_free(g);
+}
+
+static void respond_down(httpd_req_t *req)
+{
+    httpd_respond_error(req, 503, REDIS_DOWN_MSG);
+}
+
+/* Masks credentials in a proxy URL for display. */
+static const char *mask_proxy(const char *p)
+{
+    return log_redact_url(p);
+}
+
+/* ---------- POST /download ---------- */
+
+typedef struct {
+    api_t *a;
+    httpd_req_t *req;
+    job_t job;
+    int tries;
+} enq_t;
+
+static void enq_free(enq_t *e)
+{
+    job_free(&e->job);
+    free(e);
+}
+
+static void respond_job_error(httpd_req_t *req, int status, const char *prefix, const job_t *job,
+                              const char *suffix)
+{
+    char js_buf[4096], msg[4600];
+    snprintf(msg, sizeof msg, "%s%s%s", prefix, job_to_string(job, js_buf, sizeof js_buf), suffix);
+    httpd_respond_error(req, status, msg);
+}
+
+static void on_enqueued(store_rc_t rc, const char *err, void *arg)
+{
+    enq_t *e = arg;
+    if (rc == STORE_EXISTS && ++e->tries < ENQUEUE_TRIES && job_new_id(e->job.id) == 0) {
+        store_enqueue(e->a->app->store, &e->job, on_enqueued, e);
+        return;
+    }
+    if (rc == STORE_OK) {
+        char body[64];
+        int n = snprintf(body, sizeof body, "{\"id\":\"%s\"}", e->job.id);
+        httpd_respond(e->req, 201, json_only, 1, body, (size_t)n);
+        log_debug("api", "job enqueued", "job_id=%s aggregation_id=%s", e->job.id,
+                  log_q(e->job.aggr_id));
+    } else if (rc == STORE_EXISTS) {
+        respond_job_error(e->req, 500, "Could not find unique ID after 3 tries for ", &e->job, "");
+    } else if (rc == STORE_DOWN) {
+        respond_down(e->req);
+    } else {
+        char suffix[512];
+        snprintf(suffix, sizeof suffix, ": %s", err ? err : "unexpected reply");
+        respond_job_error(e->req, 500, "Error queueing ", &e->job, suffix);
+    }
+    enq_free(e);
+}
+
+static void route_download(api_t *a, httpd_req_t *req)
+{
+    if (strcmp(req->method, "POST") != 0) {
+        httpd_respond_error(req, 405, "Invalid request method");
+        return;
+    }
+    enq_t *e = calloc(1, sizeof *e);
+    e->a = a;
+    e->req = req;
+    size_t errlen = 10 * req->body_len + 512; /* Go-quoted renderings can grow the body 8.5x */
+    char *err = malloc(errlen);
+    if (job_parse(req->body, req->body_len, &e->job, err, errlen) != JOB_OK) {
+        httpd_respond_error(req, 400, err);
+        free(err);
+        enq_free(e);
+        return;
+    }
+    free(err);
+    if (job_new_id(e->job.id) != 0) {
+        httpd_respond_error(req, 500, "Could not generate a job id");
+        enq_free(e);
+        return;
+    }
+    store_enqueue(a->app->store, &e->job, on_enqueued, e);
+}
+
+/* ---------- GET /download/<id> ---------- */
+
+static const char *kv_get(const char *const *kv, size_t n, const char *key)
+{
+    for (size_t i = 0; i + 1 < n; i += 2)
+        if (strcmp(kv[i], key) == 0) return kv[i + 1];
+    return NULL;
+}
+
+static void status_field_str(yajl_gen g, const char *const *kv, size_t n, const char *name,
+                             const char *field)
+{
+    const char *v = kv_get(kv, n, field);
+    jkv(g, name, v ? v : "");
+}
+
+static void status_field_int(yajl_gen g, const char *const *kv, size_t n, const char *name,
+                             const char *field)
+{
+    const char *v = kv_get(kv, n, field);
+    jki(g, name, v ? atoll(v) : 0);
+}
+
+static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long ttl, void *arg)
+{
+    httpd_req_t *req = arg;
+    if (rc == STORE_DOWN) return respond_down(req);
+    if (rc == STORE_NOTFOUND || (rc == STORE_OK && !kv_get(kv, n, "ID"))) {
+        httpd_respond_error(req, 404, "Job not found (unknown id, or delivered and removed)");
+        return;
+    }
+    if (rc != STORE_OK) return httpd_respond_error(req, 500, "Error fetching job from Redis");
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(g);
+    static const char *strs[][2] = {{"id", "ID"},
+                                    {"url", "URL"},
+                                    {"aggr_id", "AggrID"},
+                                    {"download_state", "DownloadState"},
+                                    {"download_error", "DownloadMeta"},
+                                    {"last_error", "LastError"},
+                                    {"callback_state", "CallbackState"},
+                                    {"callback_error", "CallbackMeta"},
+                                    {"image_size", "ImageSize"},
+                                    {"mime_type", "MimeDetected"},
+                                    {"extra", "Extra"}};
+    static const char *ints[][2] = {
+        {"download_attempts", "DownloadCount"},  {"callback_attempts", "CallbackCount"},
+        {"response_code", "ResponseCode"},       {"size", "Size"},
+        {"created_at_ms", "CreatedAt"},          {"updated_at_ms", "UpdatedAt"},
+        {"next_attempt_at_ms", "NextAttemptAt"}, {"lost_leases", "LostLeases"}};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        status_field_str(g, kv, n, strs[i][0], strs[i][1]);
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        status_field_int(g, kv, n, ints[i][0], ints[i][1]);
+    const char *state = kv_get(kv, n, "DownloadState"), *base = kv_get(kv, n, "DownloadURL");
+    char *file_url = state && strcmp(state, "Success") == 0 && base && *base
+                         ? job_file_url(base, kv_get(kv, n, "ID"))
+                         : NULL;
+    jkv(g, "file_url", file_url ? file_url : "");
+    free(file_url);
+    jki(g, "expires_in_ms", ttl);
+    yajl_gen_map_close(g);
+    respond_gen(req, g, true);
+}
+
+/* ---------- GET /hb ---------- */
+
+typedef struct {
+    uv_fs_t fs;
+    httpd_req_t *req;
+    char *path;
+} hb_t;
+
+static void on_hb_stat(uv_fs_t *fs)
+{
+    hb_t *h = fs->data;
+    static const httpd_header_t text[] = {{"Content-Type", "text/plain; charset=utf-8"}};
+    if (fs->result == UV_ENOENT) {
+        httpd_respond(h->req, 200, text, 1, "OK", 2);
+    } else {
+        char msg[4200];
+        snprintf(msg, sizeof msg, "Service disabled, '%s' exists!", h->path);
+        httpd_respond_error(h->req, 503, msg);
+    }
+    uv_fs_req_cleanup(fs);
+    free(h->path);
+    free(h);
+}
+
+static void route_hb(api_t *a, httpd_req_t *req)
+{
+    static const httpd_header_t text[] = {{"Content-Type", "text/plain; charset=utf-8"}};
+    const char *path = a->app->cfg.heartbeat_path;
+    if (!path || !*path) {
+        httpd_respond(req, 200, text, 1, "OK", 2);
+        return;
+    }
+    hb_t *h = calloc(1, sizeof *h);
+    h->req = req;
+    h->path = strdup(path);
+    h->fs.data = h;
+    if (uv_fs_stat(a->app->loop, &h->fs, h->path, on_hb_stat) < 0) {
+        h->fs.result = UV_EIO;
+        on_hb_stat(&h->fs);
+    }
+}
+
+/* ---------- POST /retry/<id> ---------- */
+
+typedef struct {
+    httpd_req_t *req;
+    char id[256];
+} retry_t;
+
+static void on_retried(store_rc_t rc, const job_t *job, const char *state, void *arg)
+{
+    retry_t *r = arg;
+    char msg[4600], jsb[4096];
+    if (rc == STORE_OK) {
+        httpd_respond(r->req, 204, NULL, 0, NULL, 0);
+    } else if (rc == STORE_NOTFOUND) {
+        snprintf(msg, sizeof msg, "Error fetching %s from Redis: Not Found", r->id);
+        httpd_respond_error(r->req, 400, msg);
+    } else if (rc == STORE_CONFLICT) {
+        snprintf(msg, sizeof msg, "Error with callback state of the job %s: %s",
+                 job_to_string(job, jsb, sizeof jsb), state);
+        httpd_respond_error(r->req, 400, msg);
+    } else if (rc == STORE_DOWN) {
+        respond_down(r->req);
+    } else {
+        snprintf(msg, sizeof msg, "Error rescheduling callback for job with id '%s': redis error",
+                 r->id);
+        httpd_respond_error(r->req, 500, msg);
+    }
+    free(r);
+}
+
+static const char *last_element(const char *path)
+{
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    const char *p = path + len;
+    while (p > path && p[-1] != '/')
+        p--;
+    return p;
+}
+
+static void route_retry(api_t *a, httpd_req_t *req)
+{
+    if (strcmp(req->method, "POST") != 0) {
+        httpd_respond_error(req, 405, "Invalid request method");
+        return;
+    }
+    retry_t *r = calloc(1, sizeof *r);
+    r->req = req;
+    const char *id = last_element(req->path);
+    snprintf(r->id, sizeof r->id, "%.*s", (int)strcspn(id, "/"), id);
+    store_retry_callback(a->app->store, r->id, on_retried, r);
+}
+
+/* ---------- GET /stats/<name> ---------- */
+
+typedef struct {
+    httpd_req_t *req;
+    char name[256];
+} stats_req_t;
+
+static int cmp_pairs(const void *x, const void *y)
+{
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+static void on_stats(store_rc_t rc, const char *const *kv, size_t n, long long ttl, void *arg)
+{
+    (void)ttl;
+    stats_req_t *s = arg;
+    if (rc == STORE_DOWN) {
+        respond_down(s->req);
+    } else if (rc == STORE_NOTFOUND) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "Could not find stats for entity %s", s->name);
+        httpd_respond_error(s->req, 404, msg);
+    } else if (rc != STORE_OK) {
+        httpd_respond_error(s->req, 500, "Error fetching stats from Redis");
+    } else {
+        /* expvar format: keys sorted, ": " and ", " separators */
+        size_t pairs = n / 2, len = 2;
+        const char **sorted = malloc((pairs + 1) * 2 * sizeof *sorted);
+        memcpy(sorted, kv, pairs * 2 * sizeof *sorted);
+        qsort(sorted, pairs, 2 * sizeof *sorted, cmp_pairs);
+        for (size_t i = 0; i < pairs; i++)
+            len += strlen(sorted[2 * i]) + strlen(sorted[2 * i + 1]) + 8;
+        char *body = malloc(len + 1), *p = body;
+        *p++ = '{';
+        for (size_t i = 0; i < pairs; i++)
+            p += sprintf(p, "%s\"%s\": %lld", i ? ", " : "", sorted[2 * i],
+                         atoll(sorted[2 * i + 1]));
+        *p++ = '}';
+        httpd_respond(s->req, 200, json_cors, 2, body, (size_t)(p - body));
+        free(body);
+        free(sorted);
+    }
+    free(s);
+}
+
+static void route_stats(api_t *a, httpd_req_t *req)
+{
+    stats_req_t *s = calloc(1, sizeof *s);
+    s->req = req;
+    /* the reference takes the last element of the raw target, query included */
+    snprintf(s->name, sizeof s->name, "%s", last_element(req->target));
+    store_stats_get(a->app->store, s->name, on_stats, s);
+}
+
+/* ---------- dashboard ---------- */
+
+static int cmp_aggr(const void *x, const void *y)
+{
+    const store_aggr_t *a = x, *b = y;
+    long long sa = a->ready + a->delayed, sb = b->ready + b->delayed;
+    if (sa != sb) return sa > sb ? -1 : 1;
+    if (a->inflight != b->inflight) return a->inflight > b->inflight ? -1 : 1;
+    return strcmp(a->id, b->id);
+}
+
+static void on_aggrs(store_rc_t rc, const store_aggr_t *list, size_t n, void *arg)
+{
+    httpd_req_t *req = arg;
+    if (rc == STORE_DOWN) return respond_down(req);
+    if (rc != STORE_OK)
+        return httpd_respond_error(req, 500, "Error scanning for aggregation keys: redis error");
+    store_aggr_t *sorted = malloc((n + 1) * sizeof *sorted);
+    memcpy(sorted, list, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_aggr);
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < n; i++) {
+        char name[1024];
+        snprintf(name, sizeof name, "jobs:%s", sorted[i].id);
+        yajl_gen_map_open(g);
+        jkv(g, "name", name);
+        jki(g, "size", sorted[i].ready + sorted[i].delayed);
+        jkv(g, "id", sorted[i].id);
+        jki(g, "limit", sorted[i].limit);
+        jkv(g, "proxy", mask_proxy(sorted[i].proxy));
+        jki(g, "ready", sorted[i].ready);
+        jki(g, "delayed", sorted[i].delayed);
+        jki(g, "inflight", sorted[i].inflight);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    free(sorted);
+    respond_gen(req, g, true);
+}
+
+static void on_instances(store_rc_t rc, long long now, const store_instance_t *in, size_t n,
+                         void *arg)
+{
+    httpd_req_t *req = arg;
+    if (rc == STORE_DOWN) return respond_down(req);
+    if (rc != STORE_OK) return httpd_respond_error(req, 500, "Error fetching instances from Redis");
+    size_t len = 64;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(in[i].info_json) + strlen(in[i].name) + 96;
+    char *body = malloc(len), *p = body;
+    p += sprintf(p, "{\"now_ms\":%lld,\"instances\":[", now);
+    for (size_t i = 0; i < n; i++) {
+        if (!in[i].name) continue;
+        p += sprintf(p, "%s{\"name\":\"%s\",\"alive\":%s,\"live_until_ms\":%lld,\"info\":%s}",
+                     i ? "," : "", in[i].name, in[i].live_until >= now ? "true" : "false",
+                     in[i].live_until, *in[i].info_json ? in[i].info_json : "{}");
+    }
+    p += sprintf(p, "]}");
+    httpd_respond(req, 200, json_cors, 2, body, (size_t)(p - body));
+    free(body);
+}
+
+typedef struct {
+    api_t *a;
+    httpd_req_t *req;
+    yajl_gen g;
+    int step;
+} hist_t;
+
+static const char *hist_dl[] = {"downloads.success", "downloads.failed"};
+static const char *hist_cb[] = {"successfulCallbacks", "failedCallbacks"};
+
+static void on_history(store_rc_t rc, long long first, const long long *rows, size_t minutes,
+                       size_t nf, void *arg)
+{
+    hist_t *h = arg;
+    if (rc != STORE_OK) {
+        yajl_gen_free(h->g);
+        if (rc == STORE_DOWN)
+            respond_down(h->req);
+        else
+            httpd_respond_error(h->req, 500, "Error fetching history from Redis");
+        free(h);
+        return;
+    }
+    static const char *keys[2][2] = {{"downloads_ok", "downloads_failed"},
+                                     {"callbacks_ok", "callbacks_failed"}};
+    if (h->step == 0) {
+        jki(h->g, "first_minute", first);
+        jki(h->g, "minutes", (long long)minutes);
+    }
+    for (size_t f = 0; f < nf; f++) {
+        js(h->g, keys[h->step][f]);
+        yajl_gen_array_open(h->g);
+        for (size_t m = 0; m < minutes; m++)
+            yajl_gen_integer(h->g, rows[m * nf + f]);
+        yajl_gen_array_close(h->g);
+    }
+    if (++h->step == 1) {
+        store_history(h->a->app->store, "notifier", (int)minutes, hist_cb, 2, on_history, h);
+        return;
+    }
+    yajl_gen_map_close(h->g);
+    respond_gen(h->req, h->g, true);
+    free(h);
+}
+
+static void route_history(api_t *a, httpd_req_t *req)
+{
+    hist_t *h = calloc(1, sizeof *h);
+    h->a = a;
+    h->req = req;
+    h->g = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(h->g);
+    store_history(a->app->store, "processor", 60, hist_dl, 2, on_history, h);
+}
+
+/* ---------- static files and stored files ---------- */
+
+static const char *content_type(const char *name)
+{
+    static const char *types[][2] = {{".html", "text/html; charset=utf-8"},
+                                     {".css", "text/css; charset=utf-8"},
+                                     {".js", "text/javascript; charset=utf-8"},
+                                     {".svg", "image/svg+xml"},
+                                     {".png", "image/png"},
+                                     {".ico", "image/x-icon"},
+                                     {".json", "application/json"}};
+    const char *dot = strrchr(name, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(dot, types[i][0]) == 0) return types[i][1];
+    return "application/octet-stream";
+}
+
+static void route_static(httpd_req_t *req)
+{
+    const char *path = req->path;
+    if (strcmp(path, "/index.html") == 0) {
+        static const httpd_header_t loc[] = {{"Location", "/"}};
+        httpd_respond(req, 301, loc, 1, NULL, 0);
+        return;
+    }
+    const char *name = strcmp(path, "/") == 0 ? "index.html" : path + 1;
+    for (const embed_file_t *f = embed_web; f->name; f++) {
+        if (strcmp(f->name, name) != 0) continue;
+        httpd_header_t h[] = {{"Content-Type", content_type(f->name)},
+                              {"Cache-Control", "no-cache"}};
+        httpd_respond(req, 200, h, 2, (const char *)f->data, f->size);
+        return;
+    }
+    httpd_respond_error(req, 404, "404 page not found");
+}
+
+static bool valid_id(const char *s, size_t len)
+{
+    if (len == 0 || len > 64) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+typedef struct {
+    uv_fs_t fs;
+    httpd_req_t *req;
+    int fd;
+} file_t;
+
+static void on_file_stat(uv_fs_t *fs)
+{
+    file_t *f = fs->data;
+    if (fs->result < 0 || !S_ISREG(fs->statbuf.st_mode)) {
+        uv_fs_req_cleanup(fs);
+        uv_fs_close(NULL, fs, f->fd, NULL);
+        httpd_respond_error(f->req, 404, "404 page not found");
+    } else {
+        static const httpd_header_t h[] = {{"Content-Type", "application/octet-stream"}};
+        uint64_t size = fs->statbuf.st_size;
+        uv_fs_req_cleanup(fs);
+        httpd_respond_fd(f->req, 200, h, 1, f->fd, size);
+    }
+    free(f);
+}
+
+static void on_file_open(uv_fs_t *fs)
+{
+    file_t *f = fs->data;
+    if (fs->result < 0) {
+        uv_fs_req_cleanup(fs);
+        httpd_respond_error(f->req, 404, "404 page not found");
+        free(f);
+        return;
+    }
+    f->fd = (int)fs->result;
+    uv_fs_req_cleanup(fs);
+    uv_fs_fstat(fs->loop, fs, f->fd, on_file_stat);
+}
+
+/* GET /files/<id[0:3]>/<id>: a stored file of the filesystem store. */
+static void route_files(api_t *a, httpd_req_t *req)
+{
+    const char *rest = req->path + strlen("/files/");
+    const char *slash = strchr(rest, '/');
+    const char *id = slash ? slash + 1 : "";
+    size_t idlen = strlen(id);
+    if (!slash || slash - rest != 3 || !valid_id(id, idlen) || idlen < 3 ||
+        strncmp(rest, id, 3) != 0 || !a->app->cfg.fs_rootdir) {
+        httpd_respond_error(req, 404, "404 page not found");
+        return;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%.3s/%s", a->app->cfg.fs_rootdir, id, id);
+    file_t *f = calloc(1, sizeof *f);
+    f->req = req;
+    f->fs.data = f;
+    if (uv_fs_open(a->app->loop, &f->fs, path, O_RDONLY | O_CLOEXEC, 0, on_file_open) < 0) {
+        f->fs.result = UV_ENOENT;
+        on_file_open(&f->fs);
+    }
+}
+
+/* ---------- routing ---------- */
+
+static bool has_prefix(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+static void handle(httpd_req_t *req, void *arg)
+{
+    api_t *a = arg;
+    const char *p = req->path;
+    if (strcmp(p, "/download") == 0) return route_download(a, req);
+    if (strcmp(p, "/hb") == 0) return route_hb(a, req);
+    if (has_prefix(p, "/retry/")) return route_retry(a, req);
+    if (has_prefix(p, "/stats/")) return route_stats(a, req);
+    if (has_prefix(p, "/download/")) {
+        const char *id = p + strlen("/download/");
+        if (!valid_id(id, strlen(id)))
+            return httpd_respond_error(req, 404,
+                                       "Job not found (unknown id, or delivered and removed)");
+        return store_job_status(a->app->store, id, on_status, req);
+    }
+    if (strcmp(p, "/dashboard/aggregations") == 0)
+        return store_aggregations(a->app->store, 10000, on_aggrs, req);
+    if (strcmp(p, "/dashboard/instances") == 0)
+        return store_instances(a->app->store, on_instances, req);
+    if (strcmp(p, "/dashboard/history") == 0) return route_history(a, req);
+    if (has_prefix(p, "/files/")) return route_files(a, req);
+    route_static(req);
+}
+
+api_t *api_start(app_t *app, const char *host, int port, char *err, size_t errlen)
+{
+    const config_t *cfg = &app->cfg;
+    httpd_limits_t limits = {
+        .max_body = cfg->api_max_body,
+        .max_header = cfg->api_max_header,
+        .read_timeout_ms = cfg->api_read_timeout_ms,
+        .idle_timeout_ms = cfg->api_idle_timeout_ms,
+        .max_connections = cfg->api_max_connections,
+        .stop_grace_ms = cfg->api_shutdown_grace_ms,
+    };
+    httpd_limits_default(&limits);
+    api_t *a = calloc(1, sizeof *a);
+    a->app = app;
+    a->httpd = httpd_start(app->loop, host, port, &limits, handle, a, err, errlen);
+    if (!a->httpd) {
+        free(a);
+        return NULL;
+    }
+    log_info("api", "listening", "address=%s:%d", host && *host ? host : "", httpd_port(a->httpd));
+    return a;
+}
+
+int api_port(const api_t *a)
+{
+    return httpd_port(a->httpd);
+}
+
+static void on_httpd_stopped(void *arg)
+{
+    api_t *a = arg;
+    void (*cb)(void *) = a->stopped;
+    void *cb_arg = a->stopped_arg;
+    free(a);
+    if (cb) cb(cb_arg);
+}
+
+void api_stop(api_t *a, void (*done)(void *arg), void *arg)
+{
+    a->stopped = done;
+    a->stopped_arg = arg;
+    httpd_stop(a->httpd, on_httpd_stopped, a);
+}

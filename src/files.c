@@ -1,0 +1,340 @@
+/* files: blocking file-system work for stored files, run on the libuv thread pool with
+ * uv_queue_work. The processor finalises downloads with it (§6.7: fsync, image size via
+ * imgsize, mkdir -p, rename or copy across devices), the reaper unlinks (§6.10) and the
+ * disk checker asks for usage (§6.9). Each call allocates one request holding copies of
+ * its arguments; the pool thread touches only that request, the done callback runs on
+ * the loop thread and the request (with the result it points to) is freed right after
+ * it. A call that cannot be queued returns a negative errno and then never calls back
+ * (the caller still owns the files). */
+#include "files.h"
+
+#include "imgsize.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define PHASE_SYNC "syncing to disk"
+#define PHASE_STORE "storing file to default storage backend"
+#define PHASE_DELETE "deleting file"
+#define PHASE_POOL "running file work"
+
+enum { COPY_BUF = 64 * 1024 };
+
+typedef struct {
+    uv_work_t work;
+    char *path;            /* finalize: the temp file; unlink/usage: the target */
+    char *final_path;      /* finalize only */
+    const char *size_mime; /* finalize: static copy of image_mime when decodable */
+    files_done_fn done;
+    files_usage_fn usage_done;
+    void *arg;
+    files_result_t res;
+    int percent;
+    char paths[]; /* storage for path and final_path */
+} files_req_t;
+
+/* ---- requests ---- */
+
+static files_req_t *req_new(const char *path, const char *final_path)
+{
+    size_t la = strlen(path) + 1, lb = final_path ? strlen(final_path) + 1 : 0;
+    files_req_t *r = calloc(1, sizeof *r + la + lb);
+    if (!r) return NULL;
+    r->path = memcpy(r->paths, path, la);
+    if (final_path) r->final_path = memcpy(r->paths + la, final_path, lb);
+    r->work.data = r;
+    r->res.phase = "";
+    return r;
+}
+
+static int req_queue(uv_loop_t *loop, files_req_t *r, uv_work_cb work, uv_after_work_cb after)
+{
+    int rc = uv_queue_work(loop, &r->work, work, after);
+    if (rc < 0) free(r);
+    return rc;
+}
+
+/* Records a failure: detail is "<fmt…>: <strerror(err)>", like Go's os errors. Returns -1. */
+static int fail(files_result_t *res, int err, const char *phase, bool internal, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
+
+static int fail(files_result_t *res, int err, const char *phase, bool internal, const char *fmt,
+                ...)
+{
+    char msg[128];
+    va_list ap;
+    size_t n;
+    res->err = err;
+    res->phase = phase;
+    res->internal = internal;
+    va_start(ap, fmt);
+    vsnprintf(res->detail, sizeof res->detail, fmt, ap);
+    va_end(ap);
+    n = strlen(res->detail);
+    snprintf(res->detail + n, sizeof res->detail - n, ": %s", strerror_r(err, msg, sizeof msg));
+    return -1;
+}
+
+/* ---- finalize: fsync and image size ---- */
+
+static ssize_t pread_fd(void *ctx, void *buf, size_t size, off_t off)
+{
+    const int *fd = ctx;
+    ssize_t n;
+    do
+        n = pread(*fd, buf, size, off);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static const char *decodable_mime(const char *mime)
+{
+    static const char *const types[] = {"image/jpeg", "image/png", "image/gif"};
+    for (size_t i = 0; mime && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(mime, types[i]) == 0) return types[i];
+    return NULL;
+}
+
+/* fsync(tmp) and, when asked, the image size (undecodable: left "", not an error). */
+static int sync_and_measure(files_req_t *r)
+{
+    unsigned w, h;
+    int fd = open(r->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(&r->res, errno, PHASE_SYNC, true, "open %s", r->path);
+    if (fsync(fd) < 0) {
+        int err = errno;
+        close(fd);
+        return fail(&r->res, err, PHASE_SYNC, true, "fsync %s", r->path);
+    }
+    if (r->size_mime && imgsize_read(r->size_mime, pread_fd, &fd, &w, &h) == 0)
+        snprintf(r->res.image_size, sizeof r->res.image_size, "%ux%u", w, h);
+    close(fd);
+    return 0;
+}
+
+/* ---- finalize: mkdir -p ---- */
+
+/* mkdir(dir, 0755); an existing directory is fine, anything else in the way is ENOTDIR. */
+static int mkdir_one(const char *dir)
+{
+    struct stat st;
+    if (mkdir(dir, 0755) == 0) return 0;
+    if (errno != EEXIST) return errno;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+    return ENOTDIR;
+}
+
+/* mkdir -p of dir, edited in place; on failure dir holds the path that failed. */
+static int mkdir_parents(char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        char c = *p;
+        *p = '\0';
+        int err = mkdir_one(dir);
+        if (err) return err;
+        if (c == '\0') return 0;
+        *p = c;
+    }
+}
+
+/* Creates the directory holding final_path. */
+static int make_final_dir(files_req_t *r)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(r->final_path, '/');
+    if (!slash || slash == r->final_path) return 0;
+    size_t n = (size_t)(slash - r->final_path);
+    if (n >= sizeof dir) return fail(&r->res, ENAMETOOLONG, PHASE_STORE, false, "mkdir");
+    memcpy(dir, r->final_path, n);
+    dir[n] = '\0';
+    int err = mkdir_parents(dir);
+    return err ? fail(&r->res, err, PHASE_STORE, false, "mkdir %s", dir) : 0;
+}
+
+/* ---- finalize: copy across devices ---- */
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return w < 0 ? errno : EIO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int copy_fd(int in, int out)
+{
+    char *buf = malloc(COPY_BUF);
+    int err = buf ? 0 : ENOMEM;
+    while (!err) {
+        ssize_t n = read(in, buf, COPY_BUF);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            err = n < 0 ? errno : 0;
+            break;
+        }
+        err = write_all(out, buf, (size_t)n);
+    }
+    free(buf);
+    return err;
+}
+
+/* Copies src to a new dst and fsyncs it: 0 or an errno. */
+static int copy_file(const char *src, const char *dst)
+{
+    int err = 0, in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return errno;
+    int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (out < 0) {
+        err = errno;
+        close(in);
+        return err;
+    }
+    err = copy_fd(in, out);
+    if (!err && fsync(out) < 0) err = errno;
+    if (close(out) < 0 && !err) err = errno;
+    close(in);
+    return err;
+}
+
+/* rename failed with EXDEV: copy to "<final>.part", fsync, rename into place, unlink tmp. */
+static int copy_across(files_req_t *r)
+{
+    char part[PATH_MAX];
+    int err = 0;
+    if (snprintf(part, sizeof part, "%s.part", r->final_path) >= (int)sizeof part)
+        err = ENAMETOOLONG;
+    if (!err) err = copy_file(r->path, part);
+    if (!err && rename(part, r->final_path) < 0) err = errno;
+    if (err) {
+        unlink(part);
+        return fail(&r->res, err, PHASE_STORE, false, "copy %s %s", r->path, r->final_path);
+    }
+    if (unlink(r->path) < 0 && errno != ENOENT) {
+        int err = errno;
+        log_warn("files", "temp file left after cross-device copy", "path=%s err=%d",
+                 log_q(r->path), err);
+    }
+    return 0;
+}
+
+static int store(files_req_t *r)
+{
+    if (make_final_dir(r) < 0) return -1;
+    if (rename(r->path, r->final_path) == 0) return 0;
+    if (errno == EXDEV) return copy_across(r);
+    return fail(&r->res, errno, PHASE_STORE, false, "rename %s %s", r->path, r->final_path);
+}
+
+static void finalize_work(uv_work_t *w)
+{
+    files_req_t *r = w->data;
+    if (sync_and_measure(r) == 0 && store(r) == 0) return;
+    unlink(r->path);
+}
+
+/* Shared completion for finalize and unlink. Cancellation never happens (the uv_work_t
+ * is private) but is reported as a failure rather than ignored. */
+static void result_done(uv_work_t *w, int status)
+{
+    files_req_t *r = w->data;
+    if (status < 0) fail(&r->res, -status, PHASE_POOL, true, "uv_queue_work");
+    if (r->done) r->done(&r->res, r->arg);
+    free(r);
+}
+
+int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
+                   const char *image_mime, files_done_fn done, void *arg)
+{
+    if (!loop || !tmp_path || !final_path) return UV_EINVAL;
+    files_req_t *r = req_new(tmp_path, final_path);
+    if (!r) return UV_ENOMEM;
+    r->size_mime = decodable_mime(image_mime);
+    r->done = done;
+    r->arg = arg;
+    return req_queue(loop, r, finalize_work, result_done);
+}
+
+/* ---- unlink ---- */
+
+static void unlink_work(uv_work_t *w)
+{
+    files_req_t *r = w->data;
+    if (unlink(r->path) < 0 && errno != ENOENT)
+        fail(&r->res, errno, PHASE_DELETE, false, "remove %s", r->path);
+}
+
+int files_unlink(uv_loop_t *loop, const char *path, files_done_fn done, void *arg)
+{
+    if (!loop || !path) return UV_EINVAL;
+    files_req_t *r = req_new(path, NULL);
+    if (!r) return UV_ENOMEM;
+    r->done = done;
+    r->arg = arg;
+    return req_queue(loop, r, unlink_work, result_done);
+}
+
+/* ---- disk usage ---- */
+
+/* floor(used * 100 / blocks) without overflowing used * 100. */
+static int usage_percent(fsblkcnt_t blocks, fsblkcnt_t bfree)
+{
+    if (blocks == 0) return 0;
+    fsblkcnt_t used = bfree < blocks ? blocks - bfree : 0;
+    return (int)(used / blocks * 100 + used % blocks * 100 / blocks);
+}
+
+static void usage_work(uv_work_t *w)
+{
+    files_req_t *r = w->data;
+    struct statvfs st;
+    r->percent = statvfs(r->path, &st) < 0 ? -errno : usage_percent(st.f_blocks, st.f_bfree);
+}
+
+static void usage_done(uv_work_t *w, int status)
+{
+    files_req_t *r = w->data;
+    if (r->usage_done) r->usage_done(status < 0 ? status : r->percent, r->arg);
+    free(r);
+}
+
+int files_disk_usage(uv_loop_t *loop, const char *path, files_usage_fn done, void *arg)
+{
+    if (!loop || !path) return UV_EINVAL;
+    files_req_t *r = req_new(path, NULL);
+    if (!r) return UV_ENOMEM;
+    r->usage_done = done;
+    r->arg = arg;
+    return req_queue(loop, r, usage_work, usage_done);
+}
+
+/* ---- paths ---- */
+
+void files_job_path(char *buf, size_t len, const char *root, const char *id)
+{
+    if (!buf || len == 0) return;
+    if (!root || !id) {
+        buf[0] = '\0';
+        return;
+    }
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    const char *sep = n == 0 || (n == 1 && root[0] == '/') ? "" : "/";
+    snprintf(buf, len, "%.*s%s%.3s/%s", (int)n, root, sep, id, id);
+}

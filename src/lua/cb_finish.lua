@@ -1,0 +1,30 @@
+-- Apply the outcome of a callback attempt, only while the caller holds the lease.
+-- ARGV: id, owner, op, delay_ms, retention_ms, deletion_ms, then field/value pairs.
+-- op: "delivered" (job leaves Redis, file deletion scheduled), "delay" (retry later),
+-- "failed" (final: kept for the retention period), "requeue" (front of the queue).
+-- Returns 1, or 0 if the lease is lost.
+local id, owner, op = ARGV[1], ARGV[2], ARGV[3]
+local delay, retention, deletion = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local jk = 'job:' .. id
+if not redis.call('ZSCORE', 'cb:leases', id) or redis.call('HGET', jk, 'Owner') ~= owner then
+  return 0
+end
+local now = now_ms()
+redis.call('ZREM', 'cb:leases', id)
+if op == 'delivered' then
+  schedule_reap(id, now + deletion)
+  redis.call('DEL', jk)
+  return 1
+end
+redis.call('HSET', jk, 'Owner', '', 'UpdatedAt', now)
+hset_pairs(jk, ARGV, 7)
+if op == 'delay' then
+  redis.call('HSET', jk, 'NextAttemptAt', now + delay)
+  redis.call('ZADD', 'cb:delayed', now + delay, id)
+elseif op == 'failed' then
+  redis.call('PEXPIRE', jk, retention)
+  schedule_reap(id, now + retention)
+else
+  push_callback(id, true)
+end
+return 1

@@ -1,0 +1,76 @@
+-- Claim up to n downloads for one processor (round-robin over ready aggregations,
+-- never more than an aggregation's limit in flight across all processors).
+-- ARGV: lease_ms, n, owner, max_reclaims, retention_ms.
+-- Also makes due delayed retries ready and returns expired leases to their queues.
+-- Returns {claimed, next_delayed_due, next_lease_deadline, now}; each claimed entry is
+-- {id, aggr, proxy, field, value, ...} (the job hash).
+local lease, n, owner = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local max_reclaims, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
+
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'delayed', '-inf', now, 'LIMIT', 0, 500)) do
+  redis.call('ZREM', 'delayed', m)
+  local id, a = split_member(m)
+  local ak = 'aggr:' .. a
+  if redis.call('HINCRBY', ak, 'delayed', -1) < 0 then redis.call('HSET', ak, 'delayed', 0) end
+  if redis.call('EXISTS', 'job:' .. id) == 1 then
+    redis.call('RPUSH', 'q:' .. a, id)
+    mark_ready(a)
+  else
+    gc_aggr(a)
+  end
+end
+
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'leases', '-inf', now, 'LIMIT', 0, 500)) do
+  redis.call('ZREM', 'leases', m)
+  local id, a = split_member(m)
+  local jk = 'job:' .. id
+  release_slot(a)
+  if redis.call('EXISTS', jk) == 1 then
+    local lost = redis.call('HINCRBY', jk, 'LostLeases', 1)
+    if lost > max_reclaims then
+      redis.call('HSET', jk, 'DownloadState', 'Failed', 'Owner', '', 'UpdatedAt', now,
+        'DownloadMeta', 'Error while performing request, lease lost ' .. lost ..
+        ' times (processor crashed or stalled), retriable: false, internal: true')
+      route_finished(id, now, retention)
+    else
+      redis.call('HSET', jk, 'DownloadState', 'Pending', 'Owner', '', 'UpdatedAt', now)
+      redis.call('LPUSH', 'q:' .. a, id)
+    end
+  end
+  mark_ready(a)
+  gc_aggr(a)
+end
+
+local out = {}
+local guard = 0
+while #out < n and guard < 4 * n + 64 do
+  guard = guard + 1
+  local a = redis.call('ZRANGE', 'ready', 0, 0)[1]
+  if not a then break end
+  local ak = 'aggr:' .. a
+  local limit = aggr_limit(a)
+  local inflight = tonumber(redis.call('HGET', ak, 'inflight')) or 0
+  local id = nil
+  if inflight < limit then id = redis.call('LPOP', 'q:' .. a) end
+  if not id then
+    redis.call('ZREM', 'ready', a)
+  else
+    local jk = 'job:' .. id
+    if redis.call('EXISTS', jk) == 1 then
+      inflight = redis.call('HINCRBY', ak, 'inflight', 1)
+      redis.call('ZADD', 'leases', now + lease, id .. ':' .. a)
+      redis.call('HSET', jk, 'DownloadState', 'InProgress', 'Owner', owner, 'UpdatedAt', now,
+        'StartedAt', now)
+      local e = {id, a, redis.call('HGET', ak, 'proxy') or ''}
+      for _, v in ipairs(redis.call('HGETALL', jk)) do e[#e + 1] = v end
+      out[#out + 1] = e
+    end
+    if inflight >= limit or redis.call('LLEN', 'q:' .. a) == 0 then
+      redis.call('ZREM', 'ready', a)
+    else
+      redis.call('ZADD', 'ready', redis.call('INCR', 'ready:seq'), a)
+    end
+  end
+end
+return {out, head_score('delayed'), head_score('leases'), now}

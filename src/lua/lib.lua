@@ -1,0 +1,85 @@
+-- Shared helpers, prepended by store.c to every other script before loading it.
+-- Key layout: docs/redis.md. Members of `leases` and `delayed` are "<id>:<aggr>"
+-- (ids never contain ':'), so an aggregation's counters can be fixed even when the
+-- job hash is gone.
+local DEFAULT_LIMIT = 4
+local WAKE = 'downloader:wake'
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function split_member(m)
+  local i = string.find(m, ':', 1, true)
+  return string.sub(m, 1, i - 1), string.sub(m, i + 1)
+end
+
+local function aggr_limit(a)
+  local l = tonumber(redis.call('HGET', 'aggr:' .. a, 'limit'))
+  if not l or l < 1 then return DEFAULT_LIMIT end
+  return l
+end
+
+-- Puts an aggregation in the round-robin `ready` set when it has queued jobs and a
+-- free slot, and wakes idle processors when it was not there yet.
+local function mark_ready(a)
+  local inflight = tonumber(redis.call('HGET', 'aggr:' .. a, 'inflight')) or 0
+  if inflight >= aggr_limit(a) or redis.call('LLEN', 'q:' .. a) == 0 then return end
+  if redis.call('ZSCORE', 'ready', a) then return end
+  redis.call('ZADD', 'ready', redis.call('INCR', 'ready:seq'), a)
+  redis.call('PUBLISH', WAKE, 'dl')
+end
+
+-- Forgets an aggregation that has nothing queued, delayed or in flight.
+local function gc_aggr(a)
+  local k = 'aggr:' .. a
+  local h = redis.call('HMGET', k, 'inflight', 'delayed')
+  if (tonumber(h[1]) or 0) > 0 or (tonumber(h[2]) or 0) > 0 then return end
+  if redis.call('LLEN', 'q:' .. a) > 0 then return end
+  redis.call('DEL', k)
+  redis.call('SREM', 'aggrs', a)
+  redis.call('ZREM', 'ready', a)
+end
+
+local function release_slot(a)
+  local k = 'aggr:' .. a
+  if redis.call('HINCRBY', k, 'inflight', -1) < 0 then redis.call('HSET', k, 'inflight', 0) end
+end
+
+-- Schedules deletion of a job's stored file in its store's reap queue.
+local function schedule_reap(id, due)
+  local sk = redis.call('HGET', 'job:' .. id, 'StoreKey')
+  if not sk or sk == '' then return end
+  redis.call('ZADD', sk, due, id)
+  local head = redis.call('ZRANGE', sk, 0, 0)
+  if head[1] == id then redis.call('PUBLISH', WAKE, 'reap') end
+end
+
+local function push_callback(id, front)
+  local n
+  if front then n = redis.call('LPUSH', 'cb:q', id) else n = redis.call('RPUSH', 'cb:q', id) end
+  if n == 1 then redis.call('PUBLISH', WAKE, 'cb') end
+end
+
+-- A download reached Success or Failed: queue its callback, or start its retention.
+local function route_finished(id, now, retention)
+  local jk = 'job:' .. id
+  local cb = redis.call('HMGET', jk, 'CallbackURL', 'CallbackDst')
+  if (cb[1] and cb[1] ~= '') or (cb[2] and cb[2] ~= '') then
+    redis.call('HSET', jk, 'CallbackState', 'Pending', 'CallbackCount', 0, 'CallbackMeta', '')
+    push_callback(id, false)
+  else
+    redis.call('PEXPIRE', jk, retention)
+    schedule_reap(id, now + retention)
+  end
+end
+
+local function hset_pairs(key, argv, first)
+  if #argv >= first + 1 then redis.call('HSET', key, unpack(argv, first)) end
+end
+
+local function head_score(key)
+  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return r[2] or ''
+end

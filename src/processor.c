@@ -1,0 +1,724 @@
+/* processor: the download side. It claims work with store_claim (a Lua script that
+ * enforces each aggregation's limit across all processors and records a lease),
+ * renews the leases of running downloads, and records every outcome with
+ * store_dl_finish under the lease. It wakes on pub/sub messages and on timers set to
+ * the next delayed retry or lease deadline, never by polling. Transfers run in fetch
+ * (curl multi on this loop); finalising (fsync, rename, image size) runs in files on
+ * the thread pool. The reaper and the disk guard live in reaper.c / here. */
+#include "processor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "curlm.h"
+#include "fetch.h"
+#include "files.h"
+#include "glob.h"
+#include "log.h"
+#include "mime.h"
+#include "reaper.h"
+#include "stats.h"
+#include "strmap.h"
+
+#define CLAIM_BATCH 64
+#define MAX_LOST_LEASES 10
+#define RETRY_CAP_MS (6ULL * 3600 * 1000)
+#define INFLIGHT_REPORT 20
+
+typedef struct dl dl_t;
+
+struct processor {
+    app_t *app;
+    const config_t *cfg;
+    store_t *store;
+    curlm_t *curlm;
+    mime_t *mime;
+    stats_t *stats;
+    reaper_t *reaper;
+    fetch_opts_t fopts;
+    char reap_key[PATH_MAX];
+    dl_t *active;
+    int n_active;
+    strmap_t per_aggr;
+    bool claiming, again, stopping, stop_begun, sick;
+    uv_timer_t wake, renew, disk, grace;
+    int open_handles;
+    void (*stopped)(void *);
+    void *stopped_arg;
+};
+
+typedef enum { PH_FETCH, PH_FINALIZE, PH_FINISH } phase_t;
+
+struct dl {
+    processor_t *p;
+    store_claimed_t c;
+    fetch_t *fetch;
+    phase_t phase;
+    bool lost;
+    bool waiting; /* outcome not recorded because Redis was down; resent on reconnect */
+    char member[JOB_ID_LEN + 2 + 256];
+    char tmp[PATH_MAX], final[PATH_MAX];
+    char mime[128];
+    uint64_t started;
+    /* the pending store_dl_finish, kept to resend after a reconnect */
+    store_dl_op_t op;
+    uint64_t delay;
+    char **kv;
+    dl_t *prev, *next;
+};
+
+static void maybe_claim(processor_t *p);
+static void on_renew_timer(uv_timer_t *t);
+static void finish_send(dl_t *d);
+
+/* ---------- bookkeeping ---------- */
+
+static void dl_link(processor_t *p, dl_t *d)
+{
+    d->next = p->active;
+    if (p->active) p->active->prev = d;
+    p->active = d;
+    p->n_active++;
+    if (strmap_add(&p->per_aggr, d->c.job.aggr_id, 1) == 1)
+        stats_incr(p->stats, "spawnedWorkerPools", 1);
+    stats_incr(p->stats, "spawnedWorkers", 1);
+    stats_max(p->stats, "maxWorkers", p->n_active);
+    stats_max(p->stats, "maxWorkerPools", (long long)strmap_size(&p->per_aggr));
+}
+
+static void kv_free(char **kv)
+{
+    for (size_t i = 0; kv && kv[i]; i++)
+        free(kv[i]);
+    free(kv);
+}
+
+static void stop_check(processor_t *p);
+
+static void dl_done(dl_t *d)
+{
+    processor_t *p = d->p;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        p->active = d->next;
+    if (d->next) d->next->prev = d->prev;
+    p->n_active--;
+    strmap_add(&p->per_aggr, d->c.job.aggr_id, -1);
+    store_claimed_free(&d->c);
+    kv_free(d->kv);
+    free(d);
+    if (p->stopping)
+        stop_check(p);
+    else
+        maybe_claim(p);
+}
+
+/* ---------- recording outcomes ---------- */
+
+static void on_finished(store_rc_t rc, const char *err, void *arg)
+{
+    dl_t *d = arg;
+    processor_t *p = d->p;
+    if (rc == STORE_DOWN && !p->stopping) {
+        /* kept; finish_send runs again when Redis is back (the lease may still hold) */
+        log_warn("processor", "redis down, outcome kept for retry", "job_id=%s", d->c.job.id);
+        d->waiting = true;
+        return;
+    }
+    if (rc == STORE_CONFLICT)
+        log_warn("processor", "lease lost before the outcome was recorded", "job_id=%s",
+                 d->c.job.id);
+    else if (rc != STORE_OK)
+        log_error("processor", "could not record outcome", "job_id=%s error=%s", d->c.job.id,
+                  log_q(err ? err : "redis unavailable"));
+    dl_done(d);
+}
+
+static void finish_send(dl_t *d)
+{
+    processor_t *p = d->p;
+    store_dl_finish(p->store, d->c.job.id, d->c.job.aggr_id, p->app->instance, d->op, d->delay,
+                    p->cfg->retention_ms, (const char *const *)d->kv, on_finished, d);
+}
+
+/* Records an outcome: kv is a NULL-terminated list of field, value, ... (copied). */
+static void finish(dl_t *d, store_dl_op_t op, uint64_t delay, const char *const *kv)
+{
+    size_t n = 0;
+    while (kv[n])
+        n++;
+    d->kv = calloc(n + 1, sizeof *d->kv);
+    for (size_t i = 0; i < n; i++)
+        d->kv[i] = strdup(kv[i]);
+    d->op = op;
+    d->delay = delay;
+    d->phase = PH_FINISH;
+    if (d->lost) {
+        dl_done(d);
+        return;
+    }
+    finish_send(d);
+}
+
+static void fmt_int(char *buf, size_t len, long long v)
+{
+    snprintf(buf, len, "%lld", v);
+}
+
+static void record_failure(dl_t *d, const char *error, bool retriable, bool internal,
+                           long retry_after_ms, long code)
+{
+    processor_t *p = d->p;
+    job_t *j = &d->c.job;
+    char count[16], rc[16];
+    int attempts = j->download_count + (internal ? 0 : 1);
+    fmt_int(count, sizeof count, attempts);
+    fmt_int(rc, sizeof rc, code);
+    if (internal) stats_incr(p->stats, "failures", 1);
+    if (retriable && (internal || attempts <= job_max_retries(j))) {
+        uint64_t delay =
+            backoff_delay(p->cfg->download_retry_base_ms, attempts ? attempts : 1, RETRY_CAP_MS);
+        if ((uint64_t)retry_after_ms > delay) delay = (uint64_t)retry_after_ms;
+        stats_incr(p->stats, "downloads.retried", 1);
+        log_info("processor", "download failed, retrying",
+                 "job_id=%s attempt=%d delay_ms=%llu error=%s", j->id, attempts,
+                 (unsigned long long)delay, log_q(error));
+        const char *kv[] = {"DownloadState",
+                            "Pending",
+                            "DownloadCount",
+                            count,
+                            "ResponseCode",
+                            rc,
+                            "LastError",
+                            error,
+                            "DownloadMeta",
+                            "",
+                            NULL};
+        finish(d, STORE_DL_DELAY, delay, kv);
+        return;
+    }
+    stats_incr(p->stats, "downloads.failed", 1);
+    log_info("processor", "download failed", "job_id=%s attempts=%d error=%s", j->id, attempts,
+             log_q(error));
+    const char *kv[] = {"DownloadState",
+                        "Failed",
+                        "DownloadCount",
+                        count,
+                        "ResponseCode",
+                        rc,
+                        "LastError",
+                        error,
+                        "DownloadMeta",
+                        error,
+                        "DownloadURL",
+                        "",
+                        NULL};
+    finish(d, STORE_DL_DONE, 0, kv);
+}
+
+static void record_success(dl_t *d, const char *image_size, long code, uint64_t bytes)
+{
+    processor_t *p = d->p;
+    job_t *j = &d->c.job;
+    char count[16], rc[16], size[24];
+    fmt_int(count, sizeof count, j->download_count + 1);
+    fmt_int(rc, sizeof rc, code);
+    fmt_int(size, sizeof size, (long long)bytes);
+    stats_incr(p->stats, "downloads.success", 1);
+    stats_incr(p->stats, "downloads.bytes", (long long)bytes);
+    const char *kv[] = {"DownloadState",
+                        "Success",
+                        "DownloadCount",
+                        count,
+                        "ResponseCode",
+                        rc,
+                        "DownloadURL",
+                        p->cfg->download_url,
+                        "DownloadMeta",
+                        "",
+                        "LastError",
+                        "",
+                        "ImageSize",
+                        image_size,
+                        "StoreKey",
+                        p->reap_key,
+                        "MimeDetected",
+                        d->mime,
+                        "Size",
+                        size,
+                        NULL};
+    finish(d, STORE_DL_DONE, 0, kv);
+}
+
+static void record_requeue(dl_t *d, const char *why)
+{
+    stats_incr(d->p->stats, "downloads.requeued", 1);
+    const char *kv[] = {"DownloadState", "Pending", "LastError", why, NULL};
+    finish(d, STORE_DL_REQUEUE, 0, kv);
+}
+
+/* ---------- one download ---------- */
+
+typedef struct {
+    dl_t *d;
+    long code;
+    uint64_t bytes;
+} fin_ctx_t;
+
+static void on_finalized(const files_result_t *res, void *arg)
+{
+    fin_ctx_t *fc = arg;
+    dl_t *d = fc->d;
+    if (res->err) {
+        char msg[1024];
+        bool internal = res->internal || res->err == ENOSPC || res->err == EDQUOT;
+        fetch_format_error(msg, sizeof msg, res->phase, res->detail, internal, internal);
+        record_failure(d, msg, internal, internal, 0, fc->code);
+    } else {
+        record_success(d, res->image_size, fc->code, fc->bytes);
+    }
+    free(fc);
+}
+
+static bool is_image_type(const char *m)
+{
+    return strcmp(m, "image/jpeg") == 0 || strcmp(m, "image/png") == 0 ||
+           strcmp(m, "image/gif") == 0;
+}
+
+static int on_head(void *arg, const unsigned char *head, size_t len, char *err, size_t errlen,
+                   const char **phase, const char **stat)
+{
+    dl_t *d = arg;
+    const char *pattern = d->c.job.mime_type;
+    mime_detect(d->p->mime, head, len, d->mime, sizeof d->mime);
+    if (!pattern || !*pattern) return 0; /* only extract_image_size: a mismatch is ignored */
+    if (glob_mime_check(pattern, d->mime, err, errlen) == 0) return 0;
+    *phase = "validating mime type";
+    *stat = "download.response.mime";
+    return -1;
+}
+
+/* Every received status counts as download.response.<code>, besides the failure's
+ * own stat (tls, body, mime); internal failures are counted by record_failure. */
+static void count_response(stats_t *s, const fetch_result_t *res)
+{
+    char code[48];
+    snprintf(code, sizeof code, "download.response.%ld", res->response_code);
+    if (res->response_code > 0) stats_incr(s, code, 1);
+    if (res->stat[0] && strcmp(res->stat, code) != 0 && strcmp(res->stat, "failures") != 0)
+        stats_incr(s, res->stat, 1);
+}
+
+static void on_fetched(fetch_t *f, const fetch_result_t *res, void *arg)
+{
+    (void)f;
+    dl_t *d = arg;
+    processor_t *p = d->p;
+    d->fetch = NULL;
+    count_response(p->stats, res);
+    if (res->cancelled) {
+        if (d->lost)
+            dl_done(d);
+        else
+            record_requeue(d, "download interrupted by shutdown");
+        return;
+    }
+    if (!res->ok) {
+        record_failure(d, res->error, res->retriable, res->internal, res->retry_after_ms,
+                       res->response_code);
+        return;
+    }
+    fin_ctx_t *fc = malloc(sizeof *fc);
+    *fc = (fin_ctx_t){d, res->response_code, res->bytes};
+    d->phase = PH_FINALIZE;
+    const char *img = d->c.job.extract_image_size && is_image_type(d->mime) ? d->mime : NULL;
+    if (files_finalize(p->app->loop, d->tmp, d->final, img, on_finalized, fc) < 0) {
+        free(fc);
+        record_failure(d,
+                       "Error while storing file to default storage backend, could not queue work, "
+                       "retriable: true, internal: true",
+                       true, true, 0, res->response_code);
+    }
+}
+
+static dl_t *dl_new(processor_t *p, store_claimed_t *c)
+{
+    dl_t *d = calloc(1, sizeof *d);
+    d->p = p;
+    d->c = *c;
+    d->started = uv_now(p->app->loop);
+    snprintf(d->member, sizeof d->member, "%s:%s", c->job.id, c->job.aggr_id);
+    snprintf(d->tmp, sizeof d->tmp, "%s/%s.tmp", p->cfg->storage_dir, c->job.id);
+    files_job_path(d->final, sizeof d->final, p->cfg->fs_rootdir, c->job.id);
+    dl_link(p, d);
+    return d;
+}
+
+static void dl_start(processor_t *p, store_claimed_t *c)
+{
+    dl_t *d = dl_new(p, c);
+    bool check = (c->job.mime_type && *c->job.mime_type) || c->job.extract_image_size;
+    fetch_req_t req = {
+        .url = c->job.url,
+        .proxy = c->proxy,
+        .headers = &c->job.request_headers,
+        .timeout_s = c->job.download_timeout,
+        .tmp_path = d->tmp,
+        .on_head = check ? on_head : NULL,
+        .head_arg = d,
+    };
+    d->fetch = fetch_start(p->app->loop, p->curlm, &p->fopts, &req, on_fetched, d);
+    if (!d->fetch)
+        record_failure(
+            d, "Error while creating request, out of memory, retriable: true, internal: true", true,
+            true, 0, 0);
+}
+
+/* ---------- claiming ---------- */
+
+static void on_wake_timer(uv_timer_t *t)
+{
+    maybe_claim(t->data);
+}
+
+/* Arms the wake timer for the earliest of the next delayed retry and lease deadline. */
+static void arm_wake(processor_t *p, long long next_due, long long next_lease, long long now)
+{
+    long long at = 0;
+    if (next_due > 0) at = next_due;
+    if (next_lease > 0 && (at == 0 || next_lease < at)) at = next_lease;
+    if (at == 0) {
+        uv_timer_stop(&p->wake);
+        return;
+    }
+    long long in = at - now + 5;
+    uv_timer_start(&p->wake, on_wake_timer, in < 1 ? 1 : (uint64_t)in, 0);
+}
+
+static void on_claimed(store_rc_t rc, store_claimed_t *jobs, size_t n, long long next_due,
+                       long long next_lease, long long now, void *arg)
+{
+    processor_t *p = arg;
+    p->claiming = false;
+    if (rc != STORE_OK) {
+        free(jobs);
+        if (rc == STORE_ERROR && !p->stopping) uv_timer_start(&p->wake, on_wake_timer, 1000, 0);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (p->stopping)
+            record_requeue(dl_new(p, &jobs[i]), "claimed during shutdown");
+        else
+            dl_start(p, &jobs[i]);
+    }
+    free(jobs);
+    arm_wake(p, next_due, next_lease, now);
+    if (n > 0 && !uv_is_active((uv_handle_t *)&p->renew)) {
+        uint64_t every = p->cfg->download_lease_ms / 3;
+        uv_timer_start(&p->renew, on_renew_timer, every, every);
+    }
+    if (p->again || n == (size_t)CLAIM_BATCH) {
+        p->again = false;
+        maybe_claim(p);
+    }
+}
+
+static void maybe_claim(processor_t *p)
+{
+    if (p->stopping || p->sick || !store_up(p->store)) return;
+    int free_slots = p->cfg->max_concurrency - p->n_active;
+    if (free_slots <= 0) return;
+    if (p->claiming) {
+        p->again = true;
+        return;
+    }
+    p->claiming = true;
+    p->again = false;
+    store_claim(p->store, p->app->instance, free_slots < CLAIM_BATCH ? free_slots : CLAIM_BATCH,
+                p->cfg->download_lease_ms, MAX_LOST_LEASES, p->cfg->retention_ms, on_claimed, p);
+}
+
+static void on_wake(store_wake_t kind, void *arg)
+{
+    if (kind == STORE_WAKE_DL || kind == STORE_WAKE_ALL) maybe_claim(arg);
+}
+
+static void on_state(bool up, void *arg)
+{
+    processor_t *p = arg;
+    if (!up) return;
+    for (dl_t *d = p->active, *next; d; d = next) {
+        next = d->next;
+        if (d->waiting) {
+            d->waiting = false;
+            finish_send(d);
+        }
+    }
+    maybe_claim(p);
+}
+
+/* ---------- leases ---------- */
+
+static void on_renewed(store_rc_t rc, const char *const *lost, size_t n, void *arg)
+{
+    processor_t *p = arg;
+    if (rc != STORE_OK) return;
+    for (size_t i = 0; i < n; i++) {
+        for (dl_t *d = p->active; d; d = d->next) {
+            if (strcmp(d->member, lost[i]) != 0 || d->lost) continue;
+            log_warn("processor", "lease lost, abandoning download", "job_id=%s", d->c.job.id);
+            d->lost = true;
+            if (d->fetch) fetch_cancel(d->fetch);
+        }
+    }
+}
+
+static void on_renew_timer(uv_timer_t *t)
+{
+    processor_t *p = t->data;
+    if (p->n_active == 0) {
+        uv_timer_stop(t);
+        return;
+    }
+    const char **members = calloc((size_t)p->n_active + 1, sizeof *members);
+    size_t n = 0;
+    for (dl_t *d = p->active; d; d = d->next)
+        if (!d->lost) members[n++] = d->member;
+    if (n)
+        store_renew(p->store, p->app->instance, p->cfg->download_lease_ms, members, n, on_renewed,
+                    p);
+    free(members);
+}
+
+/* ---------- disk guard ---------- */
+
+static void on_usage(int pct, void *arg)
+{
+    processor_t *p = arg;
+    if (pct < 0) {
+        log_warn("processor", "disk check failed", "dir=%s error=%s", log_q(p->cfg->storage_dir),
+                 log_q(strerror(-pct)));
+        return;
+    }
+    stats_gauge(p->stats, "diskUsage", pct);
+    if (!p->sick && pct > p->cfg->disk_high) {
+        p->sick = true;
+        log_warn("processor", "disk above high watermark, pausing claims", "usage=%d", pct);
+    } else if (p->sick && pct <= p->cfg->disk_low) {
+        p->sick = false;
+        log_info("processor", "disk below low watermark, resuming", "usage=%d", pct);
+        maybe_claim(p);
+    }
+}
+
+static void on_disk_timer(uv_timer_t *t)
+{
+    processor_t *p = t->data;
+    files_disk_usage(p->app->loop, p->cfg->storage_dir, on_usage, p);
+}
+
+/* ---------- stats ---------- */
+
+static void refresh_stats(stats_t *s, void *arg)
+{
+    processor_t *p = arg;
+    stats_gauge(s, "workers", p->n_active);
+    stats_gauge(s, "workerPools", (long long)strmap_size(&p->per_aggr));
+}
+
+static void gen_kv(yajl_gen g, const char *k, const char *v)
+{
+    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
+    yajl_gen_string(g, (const unsigned char *)v, strlen(v));
+}
+
+static void gen_ki(yajl_gen g, const char *k, long long v)
+{
+    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
+    yajl_gen_integer(g, v);
+}
+
+/* The slowest running downloads for the dashboard's in-flight panel. */
+static void extra_inflight(yajl_gen g, void *arg)
+{
+    processor_t *p = arg;
+    dl_t *top[INFLIGHT_REPORT];
+    size_t n = 0;
+    for (dl_t *d = p->active; d; d = d->next) {
+        if (d->phase != PH_FETCH || !d->fetch) continue;
+        size_t i = n < INFLIGHT_REPORT ? n++ : INFLIGHT_REPORT;
+        while (i > 0 && top[i - 1]->started > d->started) {
+            if (i < INFLIGHT_REPORT) top[i] = top[i - 1];
+            i--;
+        }
+        if (i < INFLIGHT_REPORT) top[i] = d;
+    }
+    uint64_t now = uv_now(p->app->loop);
+    gen_kv(g, "inflight_sample", "slowest");
+    yajl_gen_string(g, (const unsigned char *)"inflight", 8);
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t got;
+        int64_t total;
+        fetch_progress(top[i]->fetch, &got, &total);
+        yajl_gen_map_open(g);
+        gen_kv(g, "id", top[i]->c.job.id);
+        gen_kv(g, "url", log_redact_url(top[i]->c.job.url));
+        gen_kv(g, "aggr", top[i]->c.job.aggr_id);
+        gen_ki(g, "elapsed_ms", (long long)(now - top[i]->started));
+        gen_ki(g, "bytes", (long long)got);
+        gen_ki(g, "total", (long long)total);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+}
+
+/* ---------- start / stop ---------- */
+
+static int check_storage(const config_t *cfg, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    if (mkdir(cfg->storage_dir, 0755) < 0 && errno != EEXIST) goto bad;
+    snprintf(path, sizeof path, "%s/write-check-XXXXXX", cfg->storage_dir);
+    int fd = mkstemp(path);
+    if (fd < 0) goto bad;
+    ssize_t w = write(fd, "x", 1);
+    close(fd);
+    unlink(path);
+    if (w != 1) goto bad;
+    if (cfg->fs_rootdir && mkdir(cfg->fs_rootdir, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "config: processor.filestorage.rootdir %s cannot be created: %s",
+                 cfg->fs_rootdir, strerror(errno));
+        return -1;
+    }
+    return 0;
+bad:
+    snprintf(err, errlen,
+             "config: processor.storage_dir %s is not writable: %s (Error verifying storage "
+             "directory is writable)",
+             cfg->storage_dir, strerror(errno));
+    return -1;
+}
+
+static void timer_init(processor_t *p, uv_timer_t *t)
+{
+    uv_timer_init(p->app->loop, t);
+    t->data = p;
+}
+
+processor_t *processor_start(app_t *app, char *err, size_t errlen)
+{
+    const config_t *cfg = &app->cfg;
+    if (check_storage(cfg, err, errlen) < 0) return NULL;
+    processor_t *p = calloc(1, sizeof *p);
+    p->app = app;
+    p->cfg = cfg;
+    p->store = app->store;
+    p->mime = mime_open(err, errlen);
+    if (!p->mime) {
+        free(p);
+        return NULL;
+    }
+    p->curlm = curlm_new(app->loop, 0);
+    p->fopts = (fetch_opts_t){
+        .connect_timeout_ms = (long)cfg->connect_timeout_ms,
+        .default_timeout_s = 0,
+        .low_speed_limit = cfg->low_speed_limit,
+        .low_speed_time_s = (long)((cfg->low_speed_time_ms + 999) / 1000),
+        .max_file_size = cfg->max_file_size,
+        .default_headers = &cfg->request_headers,
+    };
+    store_reap_key(p->reap_key, sizeof p->reap_key, cfg->download_url);
+    p->stats = stats_new(app, "processor", cfg->processor_stats_interval_ms);
+    stats_on_publish(p->stats, refresh_stats, extra_inflight, p);
+    timer_init(p, &p->wake);
+    timer_init(p, &p->renew);
+    timer_init(p, &p->disk);
+    timer_init(p, &p->grace);
+    uint64_t every = cfg->download_lease_ms / 3;
+    uv_timer_start(&p->renew, on_renew_timer, every, every);
+    uv_timer_start(&p->disk, on_disk_timer, 0, cfg->disk_check_interval_ms);
+    p->reaper = reaper_start(app, p->reap_key, p->stats);
+    store_on_wake(p->store, on_wake, p);
+    store_on_state(p->store, on_state, p);
+    if (strcmp(cfg->fs_type, "filesystem") != 0)
+        log_warn("processor", "filestorage type not supported yet, using the filesystem", "type=%s",
+                 cfg->fs_type);
+    log_info("processor", "started", "instance=%s max_concurrency=%d", app->instance,
+             cfg->max_concurrency);
+    maybe_claim(p);
+    return p;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    processor_t *p = h->data;
+    if (--p->open_handles > 0) return;
+    void (*cb)(void *) = p->stopped;
+    void *arg = p->stopped_arg;
+    strmap_free(&p->per_aggr);
+    free(p);
+    if (cb) cb(arg);
+}
+
+static void on_curlm_closed(void *arg)
+{
+    processor_t *p = arg;
+    uv_timer_t *timers[] = {&p->wake, &p->renew, &p->disk, &p->grace};
+    p->open_handles = 4;
+    for (int i = 0; i < 4; i++)
+        uv_close((uv_handle_t *)timers[i], on_handle_closed);
+}
+
+static void on_reaper_stopped(void *arg)
+{
+    processor_t *p = arg;
+    stats_close(p->stats);
+    mime_close(p->mime);
+    curlm_close(p->curlm, on_curlm_closed, p);
+}
+
+static void stop_check(processor_t *p)
+{
+    if (!p->stopping || p->n_active > 0 || p->stop_begun) return;
+    p->stop_begun = true;
+    uv_timer_stop(&p->grace);
+    uv_timer_stop(&p->renew);
+    reaper_stop(p->reaper, on_reaper_stopped, p);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    processor_t *p = t->data;
+    log_info("processor", "grace period over, requeueing running downloads", "running=%d",
+             p->n_active);
+    for (dl_t *d = p->active; d; d = d->next)
+        if (d->fetch) fetch_cancel(d->fetch);
+}
+
+void processor_stop(processor_t *p, void (*done)(void *arg), void *arg)
+{
+    p->stopping = true;
+    store_forget(p->store, p);
+    p->stopped = done;
+    p->stopped_arg = arg;
+    uv_timer_stop(&p->wake);
+    uv_timer_stop(&p->disk);
+    log_info("processor", "stopping", "running=%d grace_ms=%llu", p->n_active,
+             (unsigned long long)p->cfg->processor_shutdown_grace_ms);
+    for (dl_t *d = p->active, *next; d; d = next) {
+        next = d->next;
+        if (d->waiting) dl_done(d); /* its lease will expire and bring the job back */
+    }
+    uv_timer_start(&p->grace, on_grace, p->cfg->processor_shutdown_grace_ms, 0);
+    stop_check(p);
+}

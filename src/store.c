@@ -1,0 +1,1163 @@
+/* store: the only module that talks to Redis. It keeps one command connection and one
+ * pub/sub connection (hiredis async on the process's libuv loop), reconnects with
+ * backoff, drops a connection whose replies stall (watchdog), and runs the Lua scripts
+ * of src/lua (compiled in; lib.lua is prepended to each) by EVALSHA with an EVAL
+ * fallback on NOSCRIPT. Everything above it uses the typed operations in store.h;
+ * replies are decoded here so no Redis reply escapes this file. */
+#include "store.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embedded.h"
+#include "log.h"
+
+#define WAKE_CHANNEL "downloader:wake"
+#define MAX_LISTENERS 8
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+enum {
+    S_AGGREGATIONS,
+    S_CB_CLAIM,
+    S_CB_FINISH,
+    S_CB_RENEW,
+    S_CLAIM,
+    S_DL_FINISH,
+    S_ENQUEUE,
+    S_HISTORY,
+    S_INSTANCES,
+    S_REAP_CLAIM,
+    S_REAP_DONE,
+    S_RENEW,
+    S_RETRY,
+    S_STATS_GET,
+    S_STATS_PUT,
+    S_COUNT
+};
+
+static const char *script_names[S_COUNT] = {
+    "aggregations.lua", "cb_claim.lua", "cb_finish.lua", "cb_renew.lua",  "claim.lua",
+    "dl_finish.lua",    "enqueue.lua",  "history.lua",   "instances.lua", "reap_claim.lua",
+    "reap_done.lua",    "renew.lua",    "retry.lua",     "stats_get.lua", "stats_put.lua"};
+
+typedef struct {
+    char *body;
+    size_t len;
+    char sha[41];
+} script_t;
+
+typedef struct {
+    void (*fn)();
+    void *arg;
+} listener_t;
+
+typedef struct {
+    redisAsyncContext *ac;
+    bool up;
+    uv_timer_t retry; /* reconnect backoff */
+    uint64_t backoff;
+} conn_t;
+
+struct store {
+    uv_loop_t *loop;
+    const config_t *cfg;
+    char name[128];
+    conn_t cmd, sub;
+    char host[256];
+    int port;
+    bool closing;
+    bool scripts_ok;
+    long pending;
+    uint64_t last_progress;
+    uv_timer_t watchdog;
+    int open_handles;
+    void (*closed)(void *);
+    void *closed_arg;
+    script_t scripts[S_COUNT];
+    listener_t wake[MAX_LISTENERS], state[MAX_LISTENERS];
+    int n_wake, n_state;
+};
+
+typedef void (*reply_fn)(store_t *s, redisReply *r, void *arg);
+static void ignore_reply(store_t *s, redisReply *r, void *arg);
+
+typedef struct {
+    char **v;
+    size_t *len;
+    int n, cap;
+} args_t;
+
+typedef struct {
+    store_t *s;
+    int script;
+    args_t a;
+    reply_fn fn;
+    void *arg;
+    bool retried;
+} call_t;
+
+/* ---------- argument lists ---------- */
+
+static void args_addn(args_t *a, const char *p, size_t n)
+{
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 16;
+        a->v = realloc(a->v, (size_t)a->cap * sizeof *a->v);
+        a->len = realloc(a->len, (size_t)a->cap * sizeof *a->len);
+    }
+    a->v[a->n] = malloc(n + 1);
+    memcpy(a->v[a->n], p, n);
+    a->v[a->n][n] = 0;
+    a->len[a->n++] = n;
+}
+
+static void args_add(args_t *a, const char *p)
+{
+    args_addn(a, p ? p : "", p ? strlen(p) : 0);
+}
+
+static void args_addf(args_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void args_addf(args_t *a, const char *fmt, ...)
+{
+    char buf[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    args_addn(a, buf, n < 0 ? 0 : (size_t)n);
+}
+
+static void args_add_kv(args_t *a, const char *const *kv)
+{
+    for (size_t i = 0; kv && kv[i] && kv[i + 1]; i += 2) {
+        args_add(a, kv[i]);
+        args_add(a, kv[i + 1]);
+    }
+}
+
+static void args_free(args_t *a)
+{
+    for (int i = 0; i < a->n; i++)
+        free(a->v[i]);
+    free(a->v);
+    free(a->len);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---------- scripts ---------- */
+
+static const embed_file_t *find_lua(const char *name)
+{
+    for (const embed_file_t *f = embed_lua; f->name; f++) {
+        const char *base = strrchr(f->name, '/');
+        if (strcmp(base ? base + 1 : f->name, name) == 0) return f;
+    }
+    return NULL;
+}
+
+static int scripts_init(store_t *s)
+{
+    const embed_file_t *lib = find_lua("lib.lua");
+    for (int i = 0; i < S_COUNT; i++) {
+        const embed_file_t *f = find_lua(script_names[i]);
+        if (!f || !lib) return -1;
+        script_t *sc = &s->scripts[i];
+        sc->len = lib->size + 1 + f->size;
+        sc->body = malloc(sc->len + 1);
+        memcpy(sc->body, lib->data, lib->size);
+        sc->body[lib->size] = '\n';
+        memcpy(sc->body + lib->size + 1, f->data, f->size);
+        sc->body[sc->len] = 0;
+        unsigned char md[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)sc->body, sc->len, md);
+        for (int k = 0; k < SHA_DIGEST_LENGTH; k++)
+            sprintf(sc->sha + 2 * k, "%02x", md[k]);
+    }
+    return 0;
+}
+
+/* ---------- listeners ---------- */
+
+static void notify_state(store_t *s, bool up)
+{
+    for (int i = 0; i < s->n_state; i++)
+        ((store_state_fn)s->state[i].fn)(up, s->state[i].arg);
+}
+
+static void notify_wake(store_t *s, store_wake_t kind)
+{
+    for (int i = 0; i < s->n_wake; i++)
+        ((store_wake_fn)s->wake[i].fn)(kind, s->wake[i].arg);
+}
+
+void store_on_wake(store_t *s, store_wake_fn fn, void *arg)
+{
+    if (s->n_wake < MAX_LISTENERS) s->wake[s->n_wake++] = (listener_t){(void (*)())fn, arg};
+}
+
+void store_on_state(store_t *s, store_state_fn fn, void *arg)
+{
+    if (s->n_state < MAX_LISTENERS) s->state[s->n_state++] = (listener_t){(void (*)())fn, arg};
+}
+
+static void forget(listener_t *l, int *n, void *arg)
+{
+    int k = 0;
+    for (int i = 0; i < *n; i++)
+        if (l[i].arg != arg) l[k++] = l[i];
+    *n = k;
+}
+
+void store_forget(store_t *s, void *arg)
+{
+    forget(s->wake, &s->n_wake, arg);
+    forget(s->state, &s->n_state, arg);
+}
+
+bool store_up(const store_t *s)
+{
+    return s->cmd.up && !s->closing;
+}
+
+/* ---------- commands ---------- */
+
+static void call_free(call_t *c)
+{
+    args_free(&c->a);
+    free(c);
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *priv);
+
+static int call_send(call_t *c)
+{
+    store_t *s = c->s;
+    if (!s->cmd.ac || !s->cmd.up) return -1;
+    if (redisAsyncCommandArgv(s->cmd.ac, on_reply, c, c->a.n, (const char **)c->a.v, c->a.len) !=
+        REDIS_OK)
+        return -1;
+    if (s->pending++ == 0) {
+        s->last_progress = uv_now(s->loop);
+        uv_timer_again(&s->watchdog);
+    }
+    return 0;
+}
+
+static void use_eval(call_t *c)
+{
+    script_t *sc = &c->s->scripts[c->script];
+    free(c->a.v[0]);
+    free(c->a.v[1]);
+    c->a.v[0] = strdup("EVAL");
+    c->a.len[0] = 4;
+    c->a.v[1] = malloc(sc->len + 1);
+    memcpy(c->a.v[1], sc->body, sc->len + 1);
+    c->a.len[1] = sc->len;
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    call_t *c = priv;
+    store_t *s = c->s;
+    redisReply *reply = r;
+    if (--s->pending == 0) uv_timer_stop(&s->watchdog);
+    s->last_progress = uv_now(s->loop);
+    if (reply && reply->type == REDIS_REPLY_ERROR && c->script >= 0 && !c->retried &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        c->retried = true;
+        use_eval(c);
+        if (call_send(c) == 0) return;
+        reply = NULL;
+    }
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        log_warn("store", "redis error", "script=%s error=%s",
+                 c->script >= 0 ? script_names[c->script] : "-", log_q(reply->str));
+    c->fn(s, reply, c->arg);
+    call_free(c);
+}
+
+/* Sends a command (args owned by the call). Calls fn(s, NULL, arg) at once when down. */
+static void run(store_t *s, int script, args_t *a, reply_fn fn, void *arg)
+{
+    call_t *c = calloc(1, sizeof *c);
+    c->s = s;
+    c->script = script;
+    c->a = *a;
+    c->fn = fn;
+    c->arg = arg;
+    memset(a, 0, sizeof *a);
+    if (call_send(c) < 0) {
+        fn(s, NULL, arg);
+        call_free(c);
+    }
+}
+
+/* Starts a script call's argument list: EVALSHA <sha> <numkeys> [keys]. */
+static void script_args(store_t *s, args_t *a, int script, int nkeys, const char *const *keys)
+{
+    args_add(a, "EVALSHA");
+    args_add(a, s->scripts[script].sha);
+    args_addf(a, "%d", nkeys);
+    for (int i = 0; i < nkeys; i++)
+        args_add(a, keys[i]);
+}
+
+/* ---------- connections ---------- */
+
+static void conn_connect(store_t *s, conn_t *c);
+
+static void retry_cb(uv_timer_t *t)
+{
+    store_t *s = t->data;
+    conn_connect(s, t == &s->cmd.retry ? &s->cmd : &s->sub);
+}
+
+static void schedule_reconnect(store_t *s, conn_t *c)
+{
+    if (s->closing) return;
+    c->backoff = c->backoff ? c->backoff * 2 : BACKOFF_MIN_MS;
+    if (c->backoff > BACKOFF_MAX_MS) c->backoff = BACKOFF_MAX_MS;
+    uv_timer_start(&c->retry, retry_cb, c->backoff, 0);
+}
+
+static void conn_down(store_t *s, conn_t *c)
+{
+    bool was_up = c->up;
+    c->ac = NULL;
+    c->up = false;
+    if (c == &s->cmd) {
+        s->pending = 0;
+        uv_timer_stop(&s->watchdog);
+        if (was_up) {
+            log_warn("store", "redis connection lost", "addr=%s:%d", s->host, s->port);
+            notify_state(s, false);
+        }
+    }
+    schedule_reconnect(s, c);
+}
+
+static void on_sub_message(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    store_t *s = priv;
+    redisReply *m = r;
+    if (!m || m->type != REDIS_REPLY_ARRAY || m->elements < 3) return;
+    const char *kind = m->element[0]->str;
+    if (kind && strcmp(kind, "subscribe") == 0) {
+        s->sub.up = true;
+        s->sub.backoff = 0;
+        notify_wake(s, STORE_WAKE_ALL);
+        return;
+    }
+    if (!kind || strcmp(kind, "message") != 0 || m->element[2]->type != REDIS_REPLY_STRING) return;
+    const char *p = m->element[2]->str;
+    store_wake_t w = strcmp(p, "dl") == 0     ? STORE_WAKE_DL
+                     : strcmp(p, "cb") == 0   ? STORE_WAKE_CB
+                     : strcmp(p, "reap") == 0 ? STORE_WAKE_REAP
+                                              : STORE_WAKE_ALL;
+    notify_wake(s, w);
+}
+
+static void on_ready_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)arg;
+    if (!r || r->type == REDIS_REPLY_ERROR) return; /* the disconnect path handles it */
+    s->cmd.backoff = 0;
+    if (!s->cmd.up) {
+        s->cmd.up = true;
+        log_info("store", "redis connected", "addr=%s:%d", s->host, s->port);
+        notify_state(s, true);
+    }
+}
+
+static void cmd_handshake(store_t *s)
+{
+    args_t a = {0};
+    /* Sent before `up` is set (call_send checks it), so open the gate for the handshake. */
+    s->cmd.up = true;
+    args_add(&a, "CLIENT");
+    args_add(&a, "SETNAME");
+    args_add(&a, s->name);
+    run(s, -1, &a, ignore_reply, NULL);
+    for (int i = 0; i < S_COUNT; i++) {
+        args_add(&a, "SCRIPT");
+        args_add(&a, "LOAD");
+        args_addn(&a, s->scripts[i].body, s->scripts[i].len);
+        run(s, -1, &a, i == S_COUNT - 1 ? on_ready_reply : ignore_reply, NULL);
+    }
+    s->cmd.up = false;
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    store_t *s = ac->data;
+    conn_t *c = ac == s->cmd.ac ? &s->cmd : &s->sub;
+    if (status != REDIS_OK) {
+        log_debug("store", "redis connect failed", "addr=%s:%d error=%s", s->host, s->port,
+                  log_q(ac->errstr));
+        conn_down(s, c); /* hiredis frees the context after this callback */
+        return;
+    }
+    if (s->cfg->redis_password && *s->cfg->redis_password)
+        redisAsyncCommand(c->ac, NULL, NULL, "AUTH %s", s->cfg->redis_password);
+    if (c == &s->cmd)
+        cmd_handshake(s);
+    else
+        redisAsyncCommand(c->ac, on_sub_message, s, "SUBSCRIBE " WAKE_CHANNEL);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    store_t *s = ac->data;
+    conn_t *c = ac == s->cmd.ac ? &s->cmd : &s->sub;
+    conn_down(s, c);
+}
+
+static void conn_open(store_t *s, conn_t *c)
+{
+    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    if (!ac || ac->err) {
+        log_debug("store", "redis connect failed", "addr=%s:%d error=%s", s->host, s->port,
+                  log_q(ac ? ac->errstr : "out of memory"));
+        if (ac) redisAsyncFree(ac);
+        schedule_reconnect(s, c);
+        return;
+    }
+    ac->data = s;
+    c->ac = ac;
+    if (redisLibuvAttach(ac, s->loop) != REDIS_OK) {
+        c->ac = NULL;
+        redisAsyncFree(ac);
+        schedule_reconnect(s, c);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+static void conn_connect(store_t *s, conn_t *c)
+{
+    if (s->closing || c->ac) return;
+    conn_open(s, c);
+}
+
+static void watchdog_cb(uv_timer_t *t)
+{
+    store_t *s = t->data;
+    uint64_t limit = s->cfg->redis_command_timeout_ms;
+    if (s->pending <= 0 || !s->cmd.ac) return;
+    if (uv_now(s->loop) - s->last_progress < limit) return;
+    log_warn("store", "redis stopped answering, dropping the connection",
+             "pending=%ld timeout_ms=%llu", s->pending, (unsigned long long)limit);
+    redisAsyncFree(s->cmd.ac); /* pending callbacks get NULL replies, then on_disconnect */
+}
+
+static void split_addr(store_t *s, const char *addr)
+{
+    const char *colon = strrchr(addr, ':');
+    size_t hl = colon ? (size_t)(colon - addr) : strlen(addr);
+    if (hl >= sizeof s->host) hl = sizeof s->host - 1;
+    memcpy(s->host, addr, hl);
+    s->host[hl] = 0;
+    if (s->host[0] == '[') { /* [::1]:6379 */
+        memmove(s->host, s->host + 1, hl);
+        char *e = strchr(s->host, ']');
+        if (e) *e = 0;
+    }
+    if (!*s->host) snprintf(s->host, sizeof s->host, "localhost");
+    s->port = colon ? atoi(colon + 1) : 6379;
+}
+
+store_t *store_new(uv_loop_t *loop, const config_t *cfg, const char *name)
+{
+    store_t *s = calloc(1, sizeof *s);
+    s->loop = loop;
+    s->cfg = cfg;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    if (scripts_init(s) < 0) {
+        log_error("store", "embedded lua scripts missing", "");
+        free(s);
+        return NULL;
+    }
+    uv_timer_init(loop, &s->cmd.retry);
+    uv_timer_init(loop, &s->sub.retry);
+    uv_timer_init(loop, &s->watchdog);
+    s->cmd.retry.data = s->sub.retry.data = s->watchdog.data = s;
+    uint64_t wd = cfg->redis_command_timeout_ms / 2;
+    uv_timer_start(&s->watchdog, watchdog_cb, wd ? wd : 1, wd ? wd : 1);
+    uv_timer_stop(&s->watchdog);
+    split_addr(s, cfg->redis_addr);
+    conn_connect(s, &s->cmd);
+    conn_connect(s, &s->sub);
+    return s;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    store_t *s = h->data;
+    if (--s->open_handles > 0) return;
+    for (int i = 0; i < S_COUNT; i++)
+        free(s->scripts[i].body);
+    void (*cb)(void *) = s->closed;
+    void *arg = s->closed_arg;
+    free(s);
+    if (cb) cb(arg);
+}
+
+void store_close(store_t *s, void (*closed)(void *arg), void *arg)
+{
+    s->closing = true;
+    s->closed = closed;
+    s->closed_arg = arg;
+    if (s->cmd.ac) redisAsyncFree(s->cmd.ac);
+    if (s->sub.ac) redisAsyncFree(s->sub.ac);
+    s->open_handles = 3;
+    uv_close((uv_handle_t *)&s->cmd.retry, on_handle_closed);
+    uv_close((uv_handle_t *)&s->sub.retry, on_handle_closed);
+    uv_close((uv_handle_t *)&s->watchdog, on_handle_closed);
+}
+
+/* ---------- reply helpers ---------- */
+
+static store_rc_t reply_rc(redisReply *r)
+{
+    if (!r) return STORE_DOWN;
+    if (r->type == REDIS_REPLY_ERROR) return STORE_ERROR;
+    return STORE_OK;
+}
+
+static long long reply_ll(redisReply *r)
+{
+    if (!r) return 0;
+    if (r->type == REDIS_REPLY_INTEGER) return r->integer;
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)
+        return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+static const char *reply_str(redisReply *r)
+{
+    if (r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS)) return r->str;
+    return "";
+}
+
+/* Collects the string elements [from, end) of an array reply as a C array. */
+static const char **reply_strings(redisReply *r, size_t from, size_t *n)
+{
+    size_t count = r && r->type == REDIS_REPLY_ARRAY && r->elements > from ? r->elements - from : 0;
+    const char **out = calloc(count + 1, sizeof *out);
+    for (size_t i = 0; i < count; i++) {
+        redisReply *e = r->element[from + i];
+        out[i] = e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS ? e->str : "";
+    }
+    *n = count;
+    return out;
+}
+
+typedef struct {
+    void *done;
+    void *arg;
+} cb_t;
+
+static cb_t *cb_new(void *done, void *arg)
+{
+    cb_t *c = malloc(sizeof *c);
+    c->done = done;
+    c->arg = arg;
+    return c;
+}
+
+/* ---------- job hash encoding ---------- */
+
+static char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+void store_job_decode(const char *const *kv, size_t n, job_t *job)
+{
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        const char *k = kv[i], *v = kv[i + 1] ? kv[i + 1] : "";
+        if (strcmp(k, "ID") == 0)
+            snprintf(job->id, sizeof job->id, "%s", v);
+        else if (strcmp(k, "URL") == 0)
+            job->url = xstrdup(v);
+        else if (strcmp(k, "AggrID") == 0)
+            job->aggr_id = xstrdup(v);
+        else if (strcmp(k, "MaxRetries") == 0)
+            job->max_retries = strcmp(v, "null") && *v ? atoi(v) : -1;
+        else if (strcmp(k, "DownloadState") == 0)
+            job->download_state =
+                (dl_state_t)(job_dl_state_parse(v) < 0 ? 0 : job_dl_state_parse(v));
+        else if (strcmp(k, "DownloadCount") == 0)
+            job->download_count = atoi(v);
+        else if (strcmp(k, "DownloadMeta") == 0)
+            job->download_meta = xstrdup(v);
+        else if (strcmp(k, "CallbackState") == 0)
+            job->callback_state =
+                (cb_state_t)(job_cb_state_parse(v) < 0 ? 0 : job_cb_state_parse(v));
+        else if (strcmp(k, "CallbackType") == 0)
+            job->callback_type = xstrdup(v);
+        else if (strcmp(k, "CallbackDst") == 0)
+            job->callback_dst = xstrdup(v);
+        else if (strcmp(k, "CallbackURL") == 0)
+            job->callback_url = xstrdup(v);
+        else if (strcmp(k, "DownloadURL") == 0)
+            job->download_url = xstrdup(v);
+        else if (strcmp(k, "CallbackMeta") == 0)
+            job->callback_meta = xstrdup(v);
+        else if (strcmp(k, "CallbackCount") == 0)
+            job->callback_count = atoi(v);
+        else if (strcmp(k, "Extra") == 0)
+            job->extra = xstrdup(v);
+        else if (strcmp(k, "ResponseCode") == 0)
+            job->response_code = atoi(v);
+        else if (strcmp(k, "MimeType") == 0)
+            job->mime_type = xstrdup(v);
+        else if (strcmp(k, "ExtractImageSize") == 0)
+            job->extract_image_size = strcmp(v, "1") == 0;
+        else if (strcmp(k, "ImageSize") == 0)
+            job->image_size = xstrdup(v);
+        else if (strcmp(k, "DownloadTimeout") == 0)
+            job->download_timeout = atol(v);
+        else if (strcmp(k, "RequestHeaders") == 0)
+            job_headers_from_json(v, &job->request_headers);
+        else if (strcmp(k, "S3Bucket") == 0)
+            job->s3_bucket = xstrdup(v);
+        else if (strcmp(k, "S3Region") == 0)
+            job->s3_region = xstrdup(v);
+    }
+}
+
+static void add_field(args_t *a, const char *k, const char *v)
+{
+    if (!v || !*v) return;
+    args_add(a, k);
+    args_add(a, v);
+}
+
+static void job_encode(args_t *a, const job_t *j)
+{
+    add_field(a, "ID", j->id);
+    add_field(a, "URL", j->url);
+    add_field(a, "AggrID", j->aggr_id);
+    if (j->max_retries >= 0) {
+        args_add(a, "MaxRetries");
+        args_addf(a, "%d", j->max_retries);
+    }
+    add_field(a, "DownloadState", "Pending");
+    add_field(a, "CallbackURL", j->callback_url);
+    add_field(a, "CallbackType", j->callback_type);
+    add_field(a, "CallbackDst", j->callback_dst);
+    add_field(a, "Extra", j->extra);
+    add_field(a, "MimeType", j->mime_type);
+    if (j->extract_image_size) add_field(a, "ExtractImageSize", "1");
+    if (j->download_timeout > 0) {
+        args_add(a, "DownloadTimeout");
+        args_addf(a, "%ld", j->download_timeout);
+    }
+    if (j->request_headers.n) {
+        char *h = job_headers_to_json(&j->request_headers);
+        add_field(a, "RequestHeaders", h);
+        free(h);
+    }
+    add_field(a, "S3Bucket", j->s3_bucket);
+    add_field(a, "S3Region", j->s3_region);
+}
+
+/* ---------- api operations ---------- */
+
+static void done_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && r->type == REDIS_REPLY_INTEGER && r->integer == 0) rc = STORE_CONFLICT;
+    if (c->done)
+        ((store_done_fn)c->done)(rc, r && r->type == REDIS_REPLY_ERROR ? r->str : NULL, c->arg);
+    free(c);
+}
+
+static void enqueue_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && reply_ll(r) == 0) rc = STORE_EXISTS;
+    ((store_done_fn)c->done)(rc, r && r->type == REDIS_REPLY_ERROR ? r->str : NULL, c->arg);
+    free(c);
+}
+
+void store_enqueue(store_t *s, const job_t *job, store_done_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_ENQUEUE, 0, NULL);
+    args_add(&a, job->id);
+    args_add(&a, job->aggr_id);
+    args_addf(&a, "%ld", job->aggr_limit);
+    args_add(&a, job->aggr_proxy ? "1" : "0");
+    args_add(&a, job->aggr_proxy);
+    job_encode(&a, job);
+    run(s, S_ENQUEUE, &a, enqueue_reply, cb_new((void *)done, arg));
+}
+
+static void retry_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_retry_fn done = (store_retry_fn)c->done;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 1)) rc = STORE_ERROR;
+    if (rc != STORE_OK) {
+        done(rc, NULL, NULL, c->arg);
+    } else if (strcmp(reply_str(r->element[0]), "notfound") == 0) {
+        done(STORE_NOTFOUND, NULL, NULL, c->arg);
+    } else if (strcmp(reply_str(r->element[0]), "state") == 0) {
+        size_t n;
+        const char **kv = reply_strings(r, 1, &n);
+        job_t job;
+        memset(&job, 0, sizeof job);
+        job.max_retries = -1;
+        store_job_decode(kv, n, &job);
+        const char *state = "";
+        for (size_t i = 0; i + 1 < n; i += 2)
+            if (strcmp(kv[i], "CallbackState") == 0) state = kv[i + 1];
+        done(STORE_CONFLICT, &job, state, c->arg);
+        job_free(&job);
+        free(kv);
+    } else {
+        done(STORE_OK, NULL, NULL, c->arg);
+    }
+    free(c);
+}
+
+void store_retry_callback(store_t *s, const char *id, store_retry_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_RETRY, 0, NULL);
+    args_add(&a, id);
+    run(s, S_RETRY, &a, retry_reply, cb_new((void *)done, arg));
+}
+
+static void hash_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_hash_fn done = (store_hash_fn)c->done;
+    store_rc_t rc = reply_rc(r);
+    redisReply *h = r, *ttl = NULL;
+    if (rc == STORE_OK && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY) { /* MULTI: HGETALL + PTTL */
+        h = r->element[0];
+        ttl = r->element[1];
+    }
+    if (rc == STORE_OK && (h->type != REDIS_REPLY_ARRAY)) rc = STORE_ERROR;
+    if (rc == STORE_OK && h->elements == 0) rc = STORE_NOTFOUND;
+    size_t n = 0;
+    const char **kv = rc == STORE_OK ? reply_strings(h, 0, &n) : NULL;
+    done(rc, kv, n, ttl ? reply_ll(ttl) : -1, c->arg);
+    free(kv);
+    free(c);
+}
+
+static void ignore_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s, (void)r, (void)arg;
+}
+
+void store_job_status(store_t *s, const char *id, store_hash_fn done, void *arg)
+{
+    char key[64];
+    snprintf(key, sizeof key, "job:%s", id);
+    args_t a = {0};
+    args_add(&a, "MULTI");
+    run(s, -1, &a, ignore_reply, NULL);
+    args_add(&a, "HGETALL");
+    args_add(&a, key);
+    run(s, -1, &a, ignore_reply, NULL);
+    args_add(&a, "PTTL");
+    args_add(&a, key);
+    run(s, -1, &a, ignore_reply, NULL);
+    args_add(&a, "EXEC");
+    run(s, -1, &a, hash_reply, cb_new((void *)done, arg));
+}
+
+void store_stats_get(store_t *s, const char *component, store_hash_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_STATS_GET, 0, NULL);
+    args_add(&a, component);
+    run(s, S_STATS_GET, &a, hash_reply, cb_new((void *)done, arg));
+}
+
+static void aggrs_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && r->type != REDIS_REPLY_ARRAY) rc = STORE_ERROR;
+    size_t n = rc == STORE_OK ? r->elements / 6 : 0;
+    store_aggr_t *list = calloc(n + 1, sizeof *list);
+    for (size_t i = 0; i < n; i++) {
+        redisReply **e = r->element + i * 6;
+        list[i] = (store_aggr_t){reply_str(e[0]), (long)reply_ll(e[1]), reply_str(e[2]),
+                                 reply_ll(e[3]),  reply_ll(e[4]),       reply_ll(e[5])};
+    }
+    ((store_aggrs_fn)c->done)(rc, list, n, c->arg);
+    free(list);
+    free(c);
+}
+
+void store_aggregations(store_t *s, size_t max, store_aggrs_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_AGGREGATIONS, 0, NULL);
+    args_addf(&a, "%zu", max);
+    run(s, S_AGGREGATIONS, &a, aggrs_reply, cb_new((void *)done, arg));
+}
+
+static void instances_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 1)) rc = STORE_ERROR;
+    size_t n = rc == STORE_OK ? r->elements - 1 : 0;
+    store_instance_t *list = calloc(n + 1, sizeof *list);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *e = r->element[i + 1];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3) continue;
+        list[i] = (store_instance_t){reply_str(e->element[0]), reply_ll(e->element[1]),
+                                     reply_str(e->element[2])};
+    }
+    ((store_instances_fn)c->done)(rc, rc == STORE_OK ? reply_ll(r->element[0]) : 0, list, n,
+                                  c->arg);
+    free(list);
+    free(c);
+}
+
+void store_instances(store_t *s, store_instances_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_INSTANCES, 0, NULL);
+    run(s, S_INSTANCES, &a, instances_reply, cb_new((void *)done, arg));
+}
+
+typedef struct {
+    store_history_fn done;
+    void *arg;
+    size_t nfields;
+} hist_cb_t;
+
+static void history_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    hist_cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 1)) rc = STORE_ERROR;
+    size_t minutes = rc == STORE_OK ? r->elements - 1 : 0;
+    long long *rows = calloc(minutes * c->nfields + 1, sizeof *rows);
+    for (size_t m = 0; m < minutes; m++) {
+        redisReply *row = r->element[m + 1];
+        for (size_t f = 0; row->type == REDIS_REPLY_ARRAY && f < row->elements && f < c->nfields;
+             f++)
+            rows[m * c->nfields + f] = reply_ll(row->element[f]);
+    }
+    c->done(rc, rc == STORE_OK ? reply_ll(r->element[0]) : 0, rows, minutes, c->nfields, c->arg);
+    free(rows);
+    free(c);
+}
+
+void store_history(store_t *s, const char *component, int minutes, const char *const *fields,
+                   size_t nfields, store_history_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_HISTORY, 0, NULL);
+    args_add(&a, component);
+    args_addf(&a, "%d", minutes);
+    for (size_t i = 0; i < nfields; i++)
+        args_add(&a, fields[i]);
+    hist_cb_t *c = malloc(sizeof *c);
+    *c = (hist_cb_t){done, arg, nfields};
+    run(s, S_HISTORY, &a, history_reply, c);
+}
+
+static void depths_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    store_depths_t d = {0};
+    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements != 6)) rc = STORE_ERROR;
+    if (rc == STORE_OK)
+        d = (store_depths_t){reply_ll(r->element[0]), reply_ll(r->element[1]),
+                             reply_ll(r->element[2]), reply_ll(r->element[3]),
+                             reply_ll(r->element[4]), reply_ll(r->element[5])};
+    ((store_depths_fn)c->done)(rc, &d, c->arg);
+    free(c);
+}
+
+void store_depths(store_t *s, store_depths_fn done, void *arg)
+{
+    static const char *cmds[][2] = {{"ZCARD", "delayed"},   {"ZCARD", "leases"},
+                                    {"LLEN", "cb:q"},       {"ZCARD", "cb:delayed"},
+                                    {"ZCARD", "cb:leases"}, {"SCARD", "aggrs"}};
+    args_t a = {0};
+    args_add(&a, "MULTI");
+    run(s, -1, &a, ignore_reply, NULL);
+    for (size_t i = 0; i < 6; i++) {
+        args_add(&a, cmds[i][0]);
+        args_add(&a, cmds[i][1]);
+        run(s, -1, &a, ignore_reply, NULL);
+    }
+    args_add(&a, "EXEC");
+    run(s, -1, &a, depths_reply, cb_new((void *)done, arg));
+}
+
+/* ---------- processor ---------- */
+
+static void claim_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_claim_fn done = (store_claim_fn)c->done;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 4 ||
+                           r->element[0]->type != REDIS_REPLY_ARRAY))
+        rc = STORE_ERROR;
+    if (rc != STORE_OK) {
+        done(rc, NULL, 0, 0, 0, 0, c->arg);
+        free(c);
+        return;
+    }
+    redisReply *list = r->element[0];
+    store_claimed_t *jobs = calloc(list->elements + 1, sizeof *jobs);
+    size_t n = 0;
+    for (size_t i = 0; i < list->elements; i++) {
+        redisReply *e = list->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3) continue;
+        size_t kn;
+        const char **kv = reply_strings(e, 3, &kn);
+        store_claimed_t *cl = &jobs[n++];
+        cl->job.max_retries = -1;
+        store_job_decode(kv, kn, &cl->job);
+        snprintf(cl->job.id, sizeof cl->job.id, "%s", reply_str(e->element[0]));
+        free(cl->job.aggr_id);
+        cl->job.aggr_id = strdup(reply_str(e->element[1]));
+        cl->proxy = strdup(reply_str(e->element[2]));
+        for (size_t k = 0; k + 1 < kn; k += 2)
+            if (strcmp(kv[k], "LostLeases") == 0) cl->lost_leases = atoi(kv[k + 1]);
+        free(kv);
+    }
+    done(STORE_OK, jobs, n, reply_ll(r->element[1]), reply_ll(r->element[2]),
+         reply_ll(r->element[3]), c->arg);
+    free(c);
+}
+
+void store_claim(store_t *s, const char *owner, int n, uint64_t lease_ms, int max_lost,
+                 uint64_t retention_ms, store_claim_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_CLAIM, 0, NULL);
+    args_addf(&a, "%llu", (unsigned long long)lease_ms);
+    args_addf(&a, "%d", n);
+    args_add(&a, owner);
+    args_addf(&a, "%d", max_lost);
+    args_addf(&a, "%llu", (unsigned long long)retention_ms);
+    run(s, S_CLAIM, &a, claim_reply, cb_new((void *)done, arg));
+}
+
+void store_claimed_free(store_claimed_t *c)
+{
+    job_free(&c->job);
+    free(c->proxy);
+    c->proxy = NULL;
+}
+
+static void lost_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    size_t n = 0;
+    const char **lost = rc == STORE_OK ? reply_strings(r, 0, &n) : NULL;
+    ((store_lost_fn)c->done)(rc, lost, n, c->arg);
+    free(lost);
+    free(c);
+}
+
+static void renew(store_t *s, int script, const char *owner, uint64_t lease_ms,
+                  const char *const *members, size_t n, store_lost_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, script, 0, NULL);
+    args_addf(&a, "%llu", (unsigned long long)lease_ms);
+    args_add(&a, owner);
+    for (size_t i = 0; i < n; i++)
+        args_add(&a, members[i]);
+    run(s, script, &a, lost_reply, cb_new((void *)done, arg));
+}
+
+void store_renew(store_t *s, const char *owner, uint64_t lease_ms, const char *const *members,
+                 size_t n, store_lost_fn done, void *arg)
+{
+    renew(s, S_RENEW, owner, lease_ms, members, n, done, arg);
+}
+
+void store_dl_finish(store_t *s, const char *id, const char *aggr, const char *owner,
+                     store_dl_op_t op, uint64_t delay_ms, uint64_t retention_ms,
+                     const char *const *kv, store_done_fn done, void *arg)
+{
+    static const char *ops[] = {"done", "delay", "requeue"};
+    args_t a = {0};
+    script_args(s, &a, S_DL_FINISH, 0, NULL);
+    args_add(&a, id);
+    args_add(&a, aggr);
+    args_add(&a, owner);
+    args_add(&a, ops[op]);
+    args_addf(&a, "%llu", (unsigned long long)delay_ms);
+    args_addf(&a, "%llu", (unsigned long long)retention_ms);
+    args_add_kv(&a, kv);
+    run(s, S_DL_FINISH, &a, done_reply, cb_new((void *)done, arg));
+}
+
+/* ---------- notifier ---------- */
+
+static void cb_claim_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_cb_claim_fn done = (store_cb_claim_fn)c->done;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 4 ||
+                           r->element[0]->type != REDIS_REPLY_ARRAY))
+        rc = STORE_ERROR;
+    if (rc != STORE_OK) {
+        done(rc, NULL, 0, 0, 0, 0, c->arg);
+        free(c);
+        return;
+    }
+    redisReply *list = r->element[0];
+    job_t *jobs = calloc(list->elements + 1, sizeof *jobs);
+    for (size_t i = 0; i < list->elements; i++) {
+        size_t kn;
+        const char **kv = reply_strings(list->element[i], 0, &kn);
+        jobs[i].max_retries = -1;
+        store_job_decode(kv, kn, &jobs[i]);
+        free(kv);
+    }
+    done(STORE_OK, jobs, list->elements, reply_ll(r->element[1]), reply_ll(r->element[2]),
+         reply_ll(r->element[3]), c->arg);
+    free(c);
+}
+
+void store_cb_claim(store_t *s, const char *owner, int n, uint64_t lease_ms, store_cb_claim_fn done,
+                    void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_CB_CLAIM, 0, NULL);
+    args_addf(&a, "%llu", (unsigned long long)lease_ms);
+    args_addf(&a, "%d", n);
+    args_add(&a, owner);
+    run(s, S_CB_CLAIM, &a, cb_claim_reply, cb_new((void *)done, arg));
+}
+
+void store_cb_renew(store_t *s, const char *owner, uint64_t lease_ms, const char *const *ids,
+                    size_t n, store_lost_fn done, void *arg)
+{
+    renew(s, S_CB_RENEW, owner, lease_ms, ids, n, done, arg);
+}
+
+void store_cb_finish(store_t *s, const char *id, const char *owner, store_cb_op_t op,
+                     uint64_t delay_ms, uint64_t retention_ms, uint64_t deletion_ms,
+                     const char *const *kv, store_done_fn done, void *arg)
+{
+    static const char *ops[] = {"delivered", "delay", "failed", "requeue"};
+    args_t a = {0};
+    script_args(s, &a, S_CB_FINISH, 0, NULL);
+    args_add(&a, id);
+    args_add(&a, owner);
+    args_add(&a, ops[op]);
+    args_addf(&a, "%llu", (unsigned long long)delay_ms);
+    args_addf(&a, "%llu", (unsigned long long)retention_ms);
+    args_addf(&a, "%llu", (unsigned long long)deletion_ms);
+    args_add_kv(&a, kv);
+    run(s, S_CB_FINISH, &a, done_reply, cb_new((void *)done, arg));
+}
+
+/* ---------- reaper ---------- */
+
+static void reap_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 3)) rc = STORE_ERROR;
+    size_t n = 0;
+    const char **ids = rc == STORE_OK ? reply_strings(r->element[0], 0, &n) : NULL;
+    ((store_reap_fn)c->done)(rc, ids, n, rc == STORE_OK ? reply_ll(r->element[1]) : 0,
+                             rc == STORE_OK ? reply_ll(r->element[2]) : 0, c->arg);
+    free(ids);
+    free(c);
+}
+
+void store_reap_claim(store_t *s, const char *queue, int n, uint64_t lease_ms, store_reap_fn done,
+                      void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_REAP_CLAIM, 1, &queue);
+    args_addf(&a, "%llu", (unsigned long long)lease_ms);
+    args_addf(&a, "%d", n);
+    run(s, S_REAP_CLAIM, &a, reap_reply, cb_new((void *)done, arg));
+}
+
+static void count_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    ((store_done_fn)c->done)(reply_rc(r), r && r->type == REDIS_REPLY_ERROR ? r->str : NULL,
+                             c->arg);
+    free(c);
+}
+
+void store_reap_done(store_t *s, const char *queue, long long deadline, const char *const *ids,
+                     size_t n, store_done_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_REAP_DONE, 1, &queue);
+    args_addf(&a, "%lld", deadline);
+    for (size_t i = 0; i < n; i++)
+        args_add(&a, ids[i]);
+    run(s, S_REAP_DONE, &a, count_reply, cb_new((void *)done, arg));
+}
+
+/* ---------- stats ---------- */
+
+void store_stats_put(store_t *s, const char *component, const char *instance, uint64_t live_ms,
+                     uint64_t keep_ms, const char *info_json, const char *const *kv,
+                     store_done_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_STATS_PUT, 0, NULL);
+    args_add(&a, component);
+    args_add(&a, instance);
+    args_addf(&a, "%llu", (unsigned long long)live_ms);
+    args_addf(&a, "%llu", (unsigned long long)keep_ms);
+    args_add(&a, info_json);
+    args_add_kv(&a, kv);
+    run(s, S_STATS_PUT, &a, count_reply, cb_new((void *)done, arg));
+}
+
+void store_reap_key(char *buf, size_t len, const char *download_url)
+{
+    snprintf(buf, len, "reap:%s", download_url ? download_url : "");
+}

@@ -1,0 +1,168 @@
+/* Unit tests of config: defaults, every kind of value, units, case-insensitive keys,
+ * and the fatal messages that name the offending key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static const char *good =
+    "{\"redis\": {\"addr\": \"10.0.0.1:6380\"},"
+    " \"api\": {\"heartbeat_path\": \"/tmp/hb\", \"max_body\": 2048, \"read_timeout\": \"2s\"},"
+    " \"processor\": {\"storage_dir\": \"/tmp/x\", \"download_url\": \"http://h/foo\","
+    "   \"request_headers\": {\"User-Agent\": \"UA\"}, \"stats_interval\": 300, \"max_concurrency\": 7,"
+    "   \"lease\": 20, \"retry_base\": \"500ms\", \"max_file_size\": 1000,"
+    "   \"filestorage\": {\"type\": \"filesystem\", \"rootdir\": \"/tmp/files\"}},"
+    " \"notifier\": {\"concurrency\": 10, \"deletion_interval\": 2, \"max_attempts\": 4,"
+    "   \"retention\": \"1d\", \"unknown\": [1,2]},"
+    " \"backends\": {\"http\": {\"timeout\": 30}, \"kafka\": {\"bootstrap.servers\": \"b:9092\","
+    "   \"go.delivery.reports\": false, \"go.events.channel.enable\": true, \"acks\": 1, \"x\": true}},"
+    " \"whatever\": {}}";
+
+static void test_good_file(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[512];
+    assert_int_equal(config_parse(good, strlen(good), CONFIG_API | CONFIG_PROCESSOR | CONFIG_NOTIFIER, &c, err, sizeof err), 0);
+    assert_string_equal(c.redis_addr, "10.0.0.1:6380");
+    assert_string_equal(c.heartbeat_path, "/tmp/hb");
+    assert_int_equal(c.api_max_body, 2048);
+    assert_int_equal(c.api_read_timeout_ms, 2000);
+    assert_string_equal(c.storage_dir, "/tmp/x");
+    assert_string_equal(c.fs_rootdir, "/tmp/files");
+    assert_string_equal(c.download_url, "http://h/foo");
+    assert_int_equal(c.request_headers.n, 1);
+    assert_string_equal(c.request_headers.items[0].value, "UA");
+    assert_int_equal(c.processor_stats_interval_ms, 300);
+    assert_int_equal(c.max_concurrency, 7);
+    assert_int_equal(c.download_lease_ms, 20000);
+    assert_int_equal(c.download_retry_base_ms, 500);
+    assert_int_equal(c.max_file_size, 1000);
+    assert_int_equal(c.notifier_concurrency, 10);
+    assert_int_equal(c.deletion_interval_ms, 120000);
+    assert_int_equal(c.callback_max_attempts, 4);
+    assert_int_equal(c.retention_ms, 86400000);
+    assert_true(c.http_enabled);
+    assert_int_equal(c.http_timeout_ms, 30000);
+    assert_true(c.kafka_enabled);
+    assert_false(c.kafka_delivery_reports);
+    assert_int_equal(c.n_kafka_props, 3); /* go.* keys never reach librdkafka */
+    assert_string_equal(c.kafka_props[0].name, "bootstrap.servers");
+    assert_string_equal(c.kafka_props[1].value, "1");
+    assert_string_equal(c.kafka_props[2].value, "true");
+    config_free(&c);
+}
+
+static void test_defaults_and_case(void **state)
+{
+    (void)state;
+    const char *doc = "{\"PROCESSOR\": {\"Storage_Dir\": \"/tmp/s\", \"download_url\": \"http://h\"}}";
+    config_t c;
+    char err[512];
+    assert_int_equal(config_parse(doc, strlen(doc), CONFIG_API | CONFIG_PROCESSOR, &c, err, sizeof err), 0);
+    assert_string_equal(c.redis_addr, "localhost:6379");
+    assert_string_equal(c.storage_dir, "/tmp/s");
+    assert_string_equal(c.fs_rootdir, "/tmp/s"); /* no filestorage section: storage_dir */
+    assert_int_equal(c.processor_stats_interval_ms, 5000);
+    assert_int_equal(c.api_max_body, 1 << 20);
+    assert_int_equal(c.download_retry_base_ms, 120000);
+    assert_int_equal(c.callback_max_attempts, 6);
+    assert_int_equal(c.retention_ms, 7ULL * 86400000);
+    config_free(&c);
+}
+
+static void expect_error(const char *doc, int comps, const char *msg)
+{
+    config_t c;
+    char err[512] = "";
+    int rc = config_parse(doc, strlen(doc), comps, &c, err, sizeof err);
+    config_free(&c);
+    if (rc == 0) fail_msg("accepted: %s", doc);
+    if (strcmp(err, msg) != 0) fail_msg("got  %s\nwant %s", err, msg);
+}
+
+static void test_bad_values(void **state)
+{
+    (void)state;
+    const int N = CONFIG_NOTIFIER, P = CONFIG_PROCESSOR;
+    const char *nb = "\"backends\": {\"http\": {\"timeout\": 1}}";
+    char doc[1024];
+    expect_error("{", N, "config: invalid JSON: parse error: premature EOF");
+    expect_error("[]", N, "config: the top level must be a JSON object");
+    expect_error("{\"redis\": 5}", N, "config: redis must be an object");
+    expect_error("{\"redis\": {\"addr\": 6379}}", N, "config: redis.addr must be a string");
+    snprintf(doc, sizeof doc, "{\"notifier\": {\"concurrency\": 0, \"deletion_interval\": 1}, %s}", nb);
+    expect_error(doc, N, "config: notifier.concurrency must be a positive integer");
+    snprintf(doc, sizeof doc, "{\"notifier\": {\"concurrency\": \"10\", \"deletion_interval\": 1}, %s}", nb);
+    expect_error(doc, N, "config: notifier.concurrency must be a positive integer");
+    snprintf(doc, sizeof doc, "{\"notifier\": {\"concurrency\": 2.5, \"deletion_interval\": 1}, %s}", nb);
+    expect_error(doc, N, "config: notifier.concurrency must be a positive integer");
+    snprintf(doc, sizeof doc, "{\"notifier\": {\"concurrency\": 1}, %s}", nb);
+    expect_error(doc, N, "config: notifier.deletion_interval must be a positive number of minutes: the time "
+                         "after a delivered callback before the job's file is deleted");
+    expect_error("{\"notifier\": {\"concurrency\": 1, \"deletion_interval\": 1}}", N,
+                 "config: backends must enable at least one backend (http or kafka) with a non-empty object");
+    expect_error("{\"notifier\": {\"concurrency\": 1, \"deletion_interval\": 1}, \"backends\": {\"http\": {}}}", N,
+                 "config: backends must enable at least one backend (http or kafka) with a non-empty object");
+    expect_error("{\"backends\": {\"sqs\": {\"q\": 1}}}", 0,
+                 "config: backends.sqs is an unknown backend (known: http, kafka)");
+    expect_error("{\"backends\": {\"http\": {\"timeout\": \"soon\"}}}", 0,
+                 "config: backends.http.timeout must be a duration: a number of seconds or a string such as \"30s\"");
+    expect_error("{\"notifier\": {\"retry_base\": -1}}", 0,
+                 "config: notifier.retry_base must be a duration: a number of seconds or a string such as \"30s\"");
+    expect_error("{\"processor\": {\"storage_dir\": \"/tmp\"}}", P,
+                 "config: processor.download_url must be a valid URL (Could not parse Download URL, parse \"\": empty url)");
+    expect_error("{\"processor\": {\"download_url\": \"http://h\"}}", P,
+                 "config: processor.storage_dir must be set to a writable directory");
+    expect_error("{\"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://h\", \"filestorage\": {\"type\": \"ftp\"}}}", P,
+                 "config: processor.filestorage.type must be \"filesystem\" or \"s3\" (Unknown filestorage type ftp)");
+    expect_error("{\"processor\": {\"request_headers\": {\"A\": 1}}}", 0,
+                 "config: processor.request_headers must be an object of strings (A is not a string)");
+    expect_error("{\"processor\": {\"max_concurrency\": 0}}", 0, "config: processor.max_concurrency must be a positive integer");
+    expect_error("{\"processor\": {\"disk_low\": 95, \"disk_high\": 90}}", 0,
+                 "config: processor.disk_low must be smaller than processor.disk_high");
+    expect_error("{\"processor\": {\"lease\": 1}}", 0, "config: processor.lease must be at least 3 seconds");
+    expect_error("{\"redis\": {\"master_name\": \"m\"}}", 0,
+                 "config: redis.sentinel must list at least one sentinel when redis.master_name is set");
+    expect_error("{\"backends\": {\"kafka\": {\"go.delivery.reports\": \"yes\"}}}", 0,
+                 "config: backends.kafka.go.delivery.reports must be true or false");
+}
+
+static void test_components_select_required_keys(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[256];
+    /* the api alone needs no processor or notifier keys */
+    assert_int_equal(config_parse("{}", 2, CONFIG_API, &c, err, sizeof err), 0);
+    config_free(&c);
+}
+
+static void test_load_missing_file(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[512];
+    assert_int_equal(config_load("/nonexistent/config.json", CONFIG_API, &c, err, sizeof err), -1);
+    assert_string_equal(err, "config: cannot read /nonexistent/config.json: No such file or directory");
+    config_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_file),
+        cmocka_unit_test(test_defaults_and_case),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_components_select_required_keys),
+        cmocka_unit_test(test_load_missing_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

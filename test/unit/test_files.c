@@ -1,0 +1,524 @@
+/* Unit tests for files: each test runs a private uv loop over a fresh temp directory and
+ * checks finalize (move, mkdir -p, image size, failures and temp cleanup, cross-device
+ * copy), unlink, disk usage and the job path layout. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "files.h"
+
+#define PHASE_SYNC "syncing to disk"
+#define PHASE_STORE "storing file to default storage backend"
+
+/* A complete 3x2 RGB PNG. */
+static const uint8_t png_3x2[] = {
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+    0x52, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0x12,
+    0x16, 0xf1, 0x4d, 0x00, 0x00, 0x00, 0x10, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8,
+    0xcf, 0xc0, 0x00, 0x41, 0x0c, 0x70, 0x16, 0x00, 0x41, 0xd2, 0x05, 0xfb, 0x87, 0xf0, 0xb9,
+    0x48, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+};
+
+/* The head of a baseline JPEG: SOI, APP0 (JFIF), SOF0 of 8 wide x 6 high. */
+static const uint8_t jpeg_head[] = {
+    0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 'J',  'F',  'I',  'F',  0x00, 0x01,
+    0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0xff, 0xc0, 0x00, 0x0b,
+    0x08, 0x00, 0x06, 0x00, 0x08, 0x01, 0x01, 0x11, 0x00, 0xff, 0xd9,
+};
+
+/* A 5x4 GIF89a logical screen without a colour table. */
+static const uint8_t gif_5x4[] = {'G', 'I', 'F', '8', '9', 'a', 5, 0, 4, 0, 0, 0, 0, 0x3b};
+
+/* ---- fixture ---- */
+
+typedef struct {
+    char dir[64];   /* fresh mkdtemp directory */
+    char root[128]; /* <dir>/store: storage root, not created yet */
+    char tmp[128];  /* <dir>/abcdef0123.tmp */
+    char final[256];
+} fx_t;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rmtree(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof *fx);
+    if (!fx) return -1;
+    strcpy(fx->dir, "/tmp/files-test-XXXXXX");
+    if (!mkdtemp(fx->dir)) {
+        free(fx);
+        return -1;
+    }
+    snprintf(fx->root, sizeof fx->root, "%s/store", fx->dir);
+    snprintf(fx->tmp, sizeof fx->tmp, "%s/abcdef0123.tmp", fx->dir);
+    files_job_path(fx->final, sizeof fx->final, fx->root, "abcdef0123");
+    umask(022);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    rmtree(fx->dir);
+    free(fx);
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void assert_file_holds(const char *path, const void *data, size_t len)
+{
+    char buf[4096];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_int_equal(n, len);
+    assert_memory_equal(buf, data, len);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+typedef struct {
+    int calls;
+    files_result_t res;
+    int percent;
+    uv_thread_t thread;
+} got_t;
+
+static void on_done(const files_result_t *res, void *arg)
+{
+    got_t *g = arg;
+    g->calls++;
+    g->res = *res;
+    g->thread = uv_thread_self();
+}
+
+static void on_usage(int percent, void *arg)
+{
+    got_t *g = arg;
+    g->calls++;
+    g->percent = percent;
+    g->thread = uv_thread_self();
+}
+
+/* Runs the loop until all work is done; callbacks ran once each, on this thread. */
+static void run_loop(uv_loop_t *loop, got_t *got, size_t n)
+{
+    uv_thread_t me = uv_thread_self();
+    assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(got[i].calls, 1);
+        assert_true(uv_thread_equal(&me, &got[i].thread));
+    }
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
+static files_result_t finalize(const char *tmp, const char *final, const char *mime)
+{
+    uv_loop_t loop;
+    got_t g = {0};
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(files_finalize(&loop, tmp, final, mime, on_done, &g), 0);
+    run_loop(&loop, &g, 1);
+    return g.res;
+}
+
+static void assert_ok(const files_result_t *res)
+{
+    assert_int_equal(res->err, 0);
+    assert_string_equal(res->phase, "");
+    assert_false(res->internal);
+}
+
+/* ---- finalize ---- */
+
+static void test_finalize_moves_file(void **state)
+{
+    fx_t *fx = *state;
+    struct stat st;
+    write_file(fx->tmp, "hello", 5);
+    files_result_t res = finalize(fx->tmp, fx->final, "text/plain");
+    assert_ok(&res);
+    assert_string_equal(res.image_size, "");
+    assert_false(exists(fx->tmp));
+    assert_true(strstr(fx->final, "/store/abc/abcdef0123") != NULL);
+    assert_file_holds(fx->final, "hello", 5);
+    assert_int_equal(stat(fx->root, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0755);
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/abc", fx->root);
+    assert_int_equal(stat(dir, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0755);
+}
+
+/* A second file into an existing directory, and an existing final file replaced. */
+static void test_finalize_existing_dir_and_file(void **state)
+{
+    fx_t *fx = *state;
+    write_file(fx->tmp, "one", 3);
+    files_result_t res = finalize(fx->tmp, fx->final, NULL);
+    assert_ok(&res);
+    write_file(fx->tmp, "two!", 4);
+    res = finalize(fx->tmp, fx->final, NULL);
+    assert_ok(&res);
+    assert_file_holds(fx->final, "two!", 4);
+    assert_false(exists(fx->tmp));
+}
+
+static void test_finalize_image_sizes(void **state)
+{
+    fx_t *fx = *state;
+    const struct {
+        const char *mime;
+        const uint8_t *data;
+        size_t len;
+        const char *size;
+    } cases[] = {
+        {"image/png", png_3x2, sizeof png_3x2, "3x2"},
+        {"image/jpeg", jpeg_head, sizeof jpeg_head, "8x6"},
+        {"image/gif", gif_5x4, sizeof gif_5x4, "5x4"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_file(fx->tmp, cases[i].data, cases[i].len);
+        files_result_t res = finalize(fx->tmp, fx->final, cases[i].mime);
+        assert_ok(&res);
+        assert_string_equal(res.image_size, cases[i].size);
+        assert_file_holds(fx->final, cases[i].data, cases[i].len);
+    }
+}
+
+/* An undecodable header is no error: the file is stored without a size (W31). */
+static void test_finalize_corrupt_png_no_size(void **state)
+{
+    fx_t *fx = *state;
+    uint8_t bad[sizeof png_3x2];
+    memcpy(bad, png_3x2, sizeof bad);
+    bad[17] ^= 0x40; /* width damaged: IHDR CRC no longer matches */
+    write_file(fx->tmp, bad, sizeof bad);
+    files_result_t res = finalize(fx->tmp, fx->final, "image/png");
+    assert_ok(&res);
+    assert_string_equal(res.image_size, "");
+    assert_file_holds(fx->final, bad, sizeof bad);
+    write_file(fx->tmp, png_3x2, 20); /* truncated */
+    res = finalize(fx->tmp, fx->final, "image/png");
+    assert_ok(&res);
+    assert_string_equal(res.image_size, "");
+}
+
+/* Sizes are decoded only for image/jpeg|png|gif. */
+static void test_finalize_size_only_when_asked(void **state)
+{
+    fx_t *fx = *state;
+    const char *mimes[] = {NULL, "", "image/bmp", "application/octet-stream", "image/PNG"};
+    for (size_t i = 0; i < sizeof mimes / sizeof mimes[0]; i++) {
+        write_file(fx->tmp, png_3x2, sizeof png_3x2);
+        files_result_t res = finalize(fx->tmp, fx->final, mimes[i]);
+        assert_ok(&res);
+        assert_string_equal(res.image_size, "");
+    }
+}
+
+/* The storage root is a regular file: mkdir fails, the temp file is removed. */
+static void test_finalize_mkdir_fails(void **state)
+{
+    fx_t *fx = *state;
+    write_file(fx->root, "not a dir", 9);
+    write_file(fx->tmp, png_3x2, sizeof png_3x2);
+    files_result_t res = finalize(fx->tmp, fx->final, "image/png");
+    assert_int_equal(res.err, ENOTDIR);
+    assert_string_equal(res.phase, PHASE_STORE);
+    assert_false(res.internal);
+    assert_true(strstr(res.detail, "mkdir ") == res.detail);
+    assert_non_null(strstr(res.detail, "store"));
+    assert_false(exists(fx->tmp));
+    assert_false(exists(fx->final));
+}
+
+/* The final path is a non-empty directory: rename fails, the temp file is removed. */
+static void test_finalize_rename_fails(void **state)
+{
+    fx_t *fx = *state;
+    char inner[300];
+    snprintf(inner, sizeof inner, "%s/keep", fx->final);
+    assert_int_equal(mkdir(fx->root, 0755), 0);
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/abc", fx->root);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(mkdir(fx->final, 0755), 0);
+    write_file(inner, "x", 1);
+    write_file(fx->tmp, "data", 4);
+    files_result_t res = finalize(fx->tmp, fx->final, NULL);
+    assert_true(res.err == EISDIR || res.err == ENOTEMPTY || res.err == EEXIST);
+    assert_string_equal(res.phase, PHASE_STORE);
+    assert_false(res.internal);
+    assert_true(strstr(res.detail, "rename ") == res.detail);
+    assert_false(exists(fx->tmp));
+    assert_true(exists(inner));
+}
+
+/* A missing temp file is our own fault, found while syncing. */
+static void test_finalize_missing_tmp(void **state)
+{
+    fx_t *fx = *state;
+    files_result_t res = finalize(fx->tmp, fx->final, "image/png");
+    assert_int_equal(res.err, ENOENT);
+    assert_string_equal(res.phase, PHASE_SYNC);
+    assert_true(res.internal);
+    assert_non_null(strstr(res.detail, "No such file"));
+    assert_false(exists(fx->final));
+}
+
+/* /dev/shm (tmpfs) to /tmp: rename gives EXDEV, the file is copied instead. */
+static void test_finalize_cross_device(void **state)
+{
+    fx_t *fx = *state;
+    struct stat a, b;
+    char tmp[] = "/dev/shm/files-test-XXXXXX";
+    if (stat("/dev/shm", &a) < 0 || stat(fx->dir, &b) < 0 || a.st_dev == b.st_dev) skip();
+    int fd = mkstemp(tmp);
+    if (fd < 0) skip();
+    static uint8_t big[200 * 1024 + 7];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 31 + i / 4096);
+    memcpy(big, png_3x2, sizeof png_3x2);
+    assert_int_equal(write(fd, big, sizeof big), (ssize_t)sizeof big);
+    close(fd);
+    files_result_t res = finalize(tmp, fx->final, "image/png");
+    assert_ok(&res);
+    assert_string_equal(res.image_size, "3x2");
+    assert_false(exists(tmp));
+    char part[300];
+    snprintf(part, sizeof part, "%s.part", fx->final);
+    assert_false(exists(part));
+    FILE *f = fopen(fx->final, "rb");
+    assert_non_null(f);
+    uint8_t *back = malloc(sizeof big + 1);
+    assert_non_null(back);
+    assert_int_equal(fread(back, 1, sizeof big + 1, f), sizeof big);
+    fclose(f);
+    assert_memory_equal(back, big, sizeof big);
+    free(back);
+}
+
+/* The cross-device copy cannot be written: a store failure, the temp file removed. */
+static void test_finalize_cross_device_copy_fails(void **state)
+{
+    fx_t *fx = *state;
+    struct stat a, b;
+    char tmp[] = "/dev/shm/files-test-XXXXXX", part[300], dir[256];
+    if (stat("/dev/shm", &a) < 0 || stat(fx->dir, &b) < 0 || a.st_dev == b.st_dev) skip();
+    int fd = mkstemp(tmp);
+    if (fd < 0) skip();
+    assert_int_equal(write(fd, "data", 4), 4);
+    close(fd);
+    snprintf(dir, sizeof dir, "%s/abc", fx->root);
+    snprintf(part, sizeof part, "%s.part", fx->final);
+    assert_int_equal(mkdir(fx->root, 0755), 0);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(mkdir(part, 0755), 0); /* the copy target is in the way */
+    files_result_t res = finalize(tmp, fx->final, NULL);
+    assert_int_equal(res.err, EISDIR);
+    assert_string_equal(res.phase, PHASE_STORE);
+    assert_false(res.internal);
+    assert_true(strstr(res.detail, "copy ") == res.detail);
+    assert_false(exists(tmp));
+    assert_false(exists(fx->final));
+}
+
+/* Many finalizes in flight at once, racing to create the same directories. */
+static void test_finalize_concurrent(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 40 };
+    char tmps[N][160], finals[N][256];
+    got_t got[N] = {0};
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "%s%04d", i % 2 ? "abc" : "xyz", i);
+        snprintf(tmps[i], sizeof tmps[i], "%s/%s.tmp", fx->dir, id);
+        files_job_path(finals[i], sizeof finals[i], fx->root, id);
+        write_file(tmps[i], png_3x2, sizeof png_3x2);
+        assert_int_equal(files_finalize(&loop, tmps[i], finals[i], "image/png", on_done, &got[i]),
+                         0);
+    }
+    run_loop(&loop, got, N);
+    for (int i = 0; i < N; i++) {
+        assert_ok(&got[i].res);
+        assert_string_equal(got[i].res.image_size, "3x2");
+        assert_false(exists(tmps[i]));
+        assert_file_holds(finals[i], png_3x2, sizeof png_3x2);
+    }
+}
+
+/* Arguments that cannot be queued: an error, no callback, the temp file untouched. */
+static void test_finalize_bad_args(void **state)
+{
+    fx_t *fx = *state;
+    uv_loop_t loop;
+    got_t g = {0};
+    write_file(fx->tmp, "x", 1);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_true(files_finalize(NULL, fx->tmp, fx->final, NULL, on_done, &g) < 0);
+    assert_true(files_finalize(&loop, NULL, fx->final, NULL, on_done, &g) < 0);
+    assert_true(files_finalize(&loop, fx->tmp, NULL, NULL, on_done, &g) < 0);
+    assert_true(files_unlink(&loop, NULL, on_done, &g) < 0);
+    assert_true(files_disk_usage(&loop, NULL, on_usage, &g) < 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(g.calls, 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_true(exists(fx->tmp));
+}
+
+/* A NULL done callback is allowed: the work still happens. */
+static void test_finalize_without_callback(void **state)
+{
+    fx_t *fx = *state;
+    uv_loop_t loop;
+    write_file(fx->tmp, "x", 1);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(files_finalize(&loop, fx->tmp, fx->final, NULL, NULL, NULL), 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_file_holds(fx->final, "x", 1);
+}
+
+/* ---- unlink ---- */
+
+static files_result_t unlink_path(const char *path)
+{
+    uv_loop_t loop;
+    got_t g = {0};
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(files_unlink(&loop, path, on_done, &g), 0);
+    run_loop(&loop, &g, 1);
+    return g.res;
+}
+
+static void test_unlink(void **state)
+{
+    fx_t *fx = *state;
+    write_file(fx->tmp, "x", 1);
+    files_result_t res = unlink_path(fx->tmp);
+    assert_ok(&res);
+    assert_false(exists(fx->tmp));
+    res = unlink_path(fx->tmp); /* already gone: still success */
+    assert_ok(&res);
+    res = unlink_path(fx->dir); /* a directory cannot be unlinked */
+    assert_int_not_equal(res.err, 0);
+    assert_string_not_equal(res.phase, "");
+    assert_non_null(strstr(res.detail, fx->dir));
+    assert_true(exists(fx->dir));
+}
+
+/* ---- disk usage ---- */
+
+static int usage_of(const char *path)
+{
+    uv_loop_t loop;
+    got_t g = {0};
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(files_disk_usage(&loop, path, on_usage, &g), 0);
+    run_loop(&loop, &g, 1);
+    return g.percent;
+}
+
+static void test_disk_usage(void **state)
+{
+    fx_t *fx = *state;
+    struct statvfs st;
+    int pct = usage_of(fx->dir);
+    assert_true(pct >= 0 && pct <= 100);
+    assert_int_equal(statvfs(fx->dir, &st), 0);
+    int want = (int)((st.f_blocks - st.f_bfree) * 100 / st.f_blocks);
+    assert_true(pct >= want - 1 && pct <= want + 1); /* usage may move in between */
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/nope", fx->dir);
+    assert_int_equal(usage_of(missing), -ENOENT);
+}
+
+/* ---- job path ---- */
+
+static void test_job_path(void **state)
+{
+    (void)state;
+    char buf[64];
+    files_job_path(buf, sizeof buf, "/var/store", "abcdef");
+    assert_string_equal(buf, "/var/store/abc/abcdef");
+    files_job_path(buf, sizeof buf, "/var/store//", "abcdef");
+    assert_string_equal(buf, "/var/store/abc/abcdef");
+    files_job_path(buf, sizeof buf, "/", "abcdef");
+    assert_string_equal(buf, "/abc/abcdef");
+    files_job_path(buf, sizeof buf, "rel", "ab");
+    assert_string_equal(buf, "rel/ab/ab");
+    files_job_path(buf, sizeof buf, "", "abcd");
+    assert_string_equal(buf, "abc/abcd");
+    files_job_path(buf, 8, "/var/store", "abcdef"); /* truncated, terminated */
+    assert_string_equal(buf, "/var/st");
+    files_job_path(buf, sizeof buf, NULL, "abcdef");
+    assert_string_equal(buf, "");
+    files_job_path(NULL, 0, "/x", "abcdef");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_finalize_moves_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_existing_dir_and_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_image_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_corrupt_png_no_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_size_only_when_asked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_mkdir_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_rename_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_missing_tmp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_cross_device, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_cross_device_copy_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_bad_args, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_without_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_usage, setup, teardown),
+        cmocka_unit_test(test_job_path),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
