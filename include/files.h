@@ -32,6 +32,11 @@ int files_unlink(uv_loop_t *loop, const char *path, files_done_fn done, void *ar
 typedef void (*files_usage_fn)(int percent, void *arg);
 int files_disk_usage(uv_loop_t *loop, const char *path, files_usage_fn done, void *arg);
 
+/* Removes "*.tmp" files in dir not modified for older_than_s seconds: leftovers of a
+ * processor that was killed mid-download and whose job was finished elsewhere. done
+ * gets the number removed, or -errno. */
+int files_sweep_tmp(uv_loop_t *loop, const char *dir, long older_than_s, files_usage_fn done, void *arg);
+
 /* Final path of a job's file: <root>/<id[0:3]>/<id>. */
 void files_job_path(char *buf, size_t len, const char *root, const char *id);
 

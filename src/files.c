@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -38,7 +40,8 @@ typedef struct {
     files_usage_fn usage_done;
     void *arg;
     files_result_t res;
-    int percent;
+    int percent;  /* usage: the result; sweep: files removed */
+    long older_s; /* sweep: minimum age of a stale temp file */
     char paths[]; /* storage for path and final_path */
 } files_req_t;
 
@@ -321,6 +324,45 @@ int files_disk_usage(uv_loop_t *loop, const char *path, files_usage_fn done, voi
     r->usage_done = done;
     r->arg = arg;
     return req_queue(loop, r, usage_work, usage_done);
+}
+
+/* ---- stale temp files ---- */
+
+static bool stale_tmp(int dirfd, const char *name, time_t cutoff)
+{
+    size_t l = strlen(name);
+    struct stat st;
+    if (l < 5 || strcmp(name + l - 4, ".tmp") != 0) return false;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) return false;
+    return st.st_mtime <= cutoff;
+}
+
+static void sweep_work(uv_work_t *w)
+{
+    files_req_t *r = w->data;
+    DIR *d = opendir(r->path);
+    if (!d) {
+        r->percent = -errno;
+        return;
+    }
+    time_t cutoff = time(NULL) - r->older_s;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (stale_tmp(dirfd(d), e->d_name, cutoff) && unlinkat(dirfd(d), e->d_name, 0) == 0) n++;
+    closedir(d);
+    r->percent = n;
+}
+
+int files_sweep_tmp(uv_loop_t *loop, const char *dir, long older_than_s, files_usage_fn done, void *arg)
+{
+    if (!loop || !dir) return UV_EINVAL;
+    files_req_t *r = req_new(dir, NULL);
+    if (!r) return UV_ENOMEM;
+    r->usage_done = done;
+    r->arg = arg;
+    r->older_s = older_than_s;
+    return req_queue(loop, r, sweep_work, usage_done);
 }
 
 /* ---- paths ---- */

@@ -526,6 +526,12 @@ static void on_disk_timer(uv_timer_t *t)
     files_disk_usage(p->app->loop, p->cfg->storage_dir, on_usage, p);
 }
 
+static void on_swept(int removed, void *arg)
+{
+    (void)arg;
+    if (removed > 0) log_info("processor", "removed stale temp files", "count=%d", removed);
+}
+
 /* ---------- stats ---------- */
 
 static void refresh_stats(stats_t *s, void *arg)
@@ -648,6 +654,9 @@ processor_t *processor_start(app_t *app, char *err, size_t errlen)
     uv_timer_start(&p->renew, on_renew_timer, every, every);
     uv_timer_start(&p->disk, on_disk_timer, 0, cfg->disk_check_interval_ms);
     p->reaper = reaper_start(app, p->reap_key, p->stats);
+    /* a temp file untouched for longer than any live transfer may stall is an orphan */
+    long stale_s = (long)((cfg->low_speed_time_ms + 2 * cfg->download_lease_ms) / 1000);
+    files_sweep_tmp(app->loop, cfg->storage_dir, stale_s, on_swept, p);
     store_on_wake(p->store, on_wake, p);
     store_on_state(p->store, on_state, p);
     if (strcmp(cfg->fs_type, "filesystem") != 0)

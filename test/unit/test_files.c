@@ -16,6 +16,7 @@
 #include <ftw.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "files.h"
@@ -477,6 +478,49 @@ static void test_disk_usage(void **state)
     assert_int_equal(usage_of(missing), -ENOENT);
 }
 
+/* ---- stale temp files ---- */
+
+static int sweep(const char *dir, long older_s)
+{
+    uv_loop_t loop;
+    got_t g = {0};
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(files_sweep_tmp(&loop, dir, older_s, on_usage, &g), 0);
+    run_loop(&loop, &g, 1);
+    return g.percent;
+}
+
+static void make_old(const char *path, time_t age)
+{
+    struct timespec t[2] = {{time(NULL) - age, 0}, {time(NULL) - age, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+}
+
+static void test_sweep_stale_tmp(void **state)
+{
+    fx_t *fx = *state;
+    char old_tmp[300], new_tmp[300], old_other[300], old_dir[300];
+    snprintf(old_tmp, sizeof old_tmp, "%s/old.tmp", fx->dir);
+    snprintf(new_tmp, sizeof new_tmp, "%s/new.tmp", fx->dir);
+    snprintf(old_other, sizeof old_other, "%s/keep.txt", fx->dir);
+    snprintf(old_dir, sizeof old_dir, "%s/dir.tmp", fx->dir);
+    write_file(old_tmp, "x", 1);
+    write_file(new_tmp, "x", 1);
+    write_file(old_other, "x", 1);
+    assert_int_equal(mkdir(old_dir, 0755), 0);
+    make_old(old_tmp, 3600);
+    make_old(old_other, 3600);
+    make_old(old_dir, 3600);
+    assert_int_equal(sweep(fx->dir, 600), 1);
+    assert_false(exists(old_tmp)); /* only stale regular *.tmp files go */
+    assert_true(exists(new_tmp));
+    assert_true(exists(old_other));
+    assert_true(exists(old_dir));
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/nope", fx->dir);
+    assert_int_equal(sweep(missing, 600), -ENOENT);
+}
+
 /* ---- job path ---- */
 
 static void test_job_path(void **state)
@@ -518,6 +562,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finalize_without_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_stale_tmp, setup, teardown),
         cmocka_unit_test(test_job_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
