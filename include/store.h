@@ -78,6 +78,14 @@ typedef struct {
 typedef void (*store_aggrs_fn)(store_rc_t rc, const store_aggr_t *a, size_t n, void *arg);
 void store_aggregations(store_t *s, size_t max, store_aggrs_fn done, void *arg);
 
+/* Jobs whose callback failed for good, newest first (from cb:failed). */
+typedef struct {
+    const char *id, *url, *aggr_id, *callback_error;
+    long long updated_at_ms;
+} store_failed_t;
+typedef void (*store_failed_fn)(store_rc_t rc, const store_failed_t *f, size_t n, void *arg);
+void store_failed(store_t *s, size_t max, store_failed_fn done, void *arg);
+
 typedef struct {
     const char *name;      /* "<component>:<instance>" */
     long long live_until;  /* ms */

@@ -1,8 +1,9 @@
 /* api: routes HTTP requests from httpd. POST /download validates with job_parse and
  * enqueues with one store call; /hb, /retry, /stats and /dashboard/aggregations behave
- * as the reference does (§3); /download/<id>, /dashboard/instances, /dashboard/history
- * and /files/... are ours. The static UI from web/ is compiled in. Redis being away
- * gives 503 with a clear message, never a hang. */
+ * as the reference does (§3); /download/<id>, /dashboard/instances, /dashboard/history,
+ * /dashboard/failed and /files/... are ours. The static UI from web/ is compiled in, and
+ * the api publishes its own instance heartbeat ("api", counter "requests"). Redis being
+ * away gives 503 with a clear message, never a hang. */
 #include "api.h"
 
 #include <errno.h>
@@ -17,13 +18,18 @@
 #include "httpd.h"
 #include "job.h"
 #include "log.h"
+#include "stats.h"
 
 #define ENQUEUE_TRIES 3
 #define REDIS_DOWN_MSG "Service unavailable: Redis is not reachable, try again later"
+#define STATS_INTERVAL_MS 5000
+#define FAILED_DEFAULT 20
+#define FAILED_MAX 200
 
 struct api {
     app_t *app;
     httpd_t *httpd;
+    stats_t *stats;
     void (*stopped)(void *);
     void *stopped_arg;
 };
@@ -479,6 +485,41 @@ static void route_history(api_t *a, httpd_req_t *req)
     store_history(a->app->store, "processor", 60, hist_dl, 2, on_history, h);
 }
 
+/* GET /dashboard/failed?limit=N: the newest jobs whose callback failed for good. */
+static void on_failed(store_rc_t rc, const store_failed_t *f, size_t n, void *arg)
+{
+    httpd_req_t *req = arg;
+    if (rc == STORE_DOWN) return respond_down(req);
+    if (rc != STORE_OK)
+        return httpd_respond_error(req, 500, "Error fetching failed callbacks from Redis");
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < n; i++) {
+        yajl_gen_map_open(g);
+        jkv(g, "id", f[i].id);
+        jkv(g, "url", log_redact_url(f[i].url));
+        jkv(g, "aggr_id", f[i].aggr_id);
+        jkv(g, "callback_error", f[i].callback_error);
+        jki(g, "updated_at_ms", f[i].updated_at_ms);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    respond_gen(req, g, true);
+}
+
+static void route_failed(api_t *a, httpd_req_t *req)
+{
+    long limit = FAILED_DEFAULT;
+    for (const char *q = req->query; q && *q;) {
+        if (strncmp(q, "limit=", 6) == 0) limit = strtol(q + 6, NULL, 10);
+        q += strcspn(q, "&");
+        if (*q) q++;
+    }
+    if (limit < 1) limit = 1;
+    if (limit > FAILED_MAX) limit = FAILED_MAX;
+    store_failed(a->app->store, (size_t)limit, on_failed, req);
+}
+
 /* ---------- static files and stored files ---------- */
 
 static const char *content_type(const char *name)
@@ -597,6 +638,7 @@ static void handle(httpd_req_t *req, void *arg)
 {
     api_t *a = arg;
     const char *p = req->path;
+    stats_incr(a->stats, "requests", 1);
     if (strcmp(p, "/download") == 0) return route_download(a, req);
     if (strcmp(p, "/hb") == 0) return route_hb(a, req);
     if (has_prefix(p, "/retry/")) return route_retry(a, req);
@@ -613,6 +655,7 @@ static void handle(httpd_req_t *req, void *arg)
     if (strcmp(p, "/dashboard/instances") == 0)
         return store_instances(a->app->store, on_instances, req);
     if (strcmp(p, "/dashboard/history") == 0) return route_history(a, req);
+    if (strcmp(p, "/dashboard/failed") == 0) return route_failed(a, req);
     if (has_prefix(p, "/files/")) return route_files(a, req);
     route_static(req);
 }
@@ -636,6 +679,7 @@ api_t *api_start(app_t *app, const char *host, int port, char *err, size_t errle
         free(a);
         return NULL;
     }
+    a->stats = stats_new(app, "api", STATS_INTERVAL_MS);
     log_info("api", "listening", "address=%s:%d", host && *host ? host : "", httpd_port(a->httpd));
     return a;
 }
@@ -658,5 +702,6 @@ void api_stop(api_t *a, void (*done)(void *arg), void *arg)
 {
     a->stopped = done;
     a->stopped_arg = arg;
+    stats_close(a->stats);
     httpd_stop(a->httpd, on_httpd_stopped, a);
 }

@@ -189,15 +189,20 @@ static bool header_safe(const char *s)
     return true;
 }
 
-/* Appends "K: V" to the request's header list. 0 or -1. */
-static int add_header(http_req_t *r, const char *name, const char *value)
+/* Appends one raw header line ("K: V", or "K:" to suppress a libcurl default). */
+static int add_line(http_req_t *r, const char *line)
 {
-    char line[256];
-    snprintf(line, sizeof line, "%s: %s", name, value);
     struct curl_slist *l = curl_slist_append(r->headers, line);
     if (!l) return -1;
     r->headers = l;
     return 0;
+}
+
+static int add_header(http_req_t *r, const char *name, const char *value)
+{
+    char line[256];
+    snprintf(line, sizeof line, "%s: %s", name, value);
+    return add_line(r, line);
 }
 
 /* v1,<base64 HMAC-SHA256(key, "<id>.<ts>.<body>")>. 0 or -1. */
@@ -317,9 +322,9 @@ static int req_prepare(const backend_http_t *h, http_req_t *r, const char *url, 
                        const char *payload, size_t len, char *err, size_t errlen)
 {
     r->easy = curl_easy_init();
-    if (!r->easy || add_header(r, "Content-Type", "application/json") < 0 ||
-        !(r->headers = curl_slist_append(r->headers, "Expect:")) ||
-        !(r->headers = curl_slist_append(r->headers, "Accept:"))) {
+    /* Go sends neither Expect (no 100-continue round trip) nor Accept */
+    if (!r->easy || add_line(r, "Content-Type: application/json") < 0 ||
+        add_line(r, "Expect:") < 0 || add_line(r, "Accept:") < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }

@@ -359,6 +359,8 @@ static void refresh_stats(stats_t *s, void *arg)
     stats_gauge(s, "inflightCallbacks", n->n_active);
 }
 
+static void on_backend_closed(void *arg);
+
 notifier_t *notifier_start(app_t *app, char *err, size_t errlen)
 {
     const config_t *cfg = &app->cfg;
@@ -367,25 +369,26 @@ notifier_t *notifier_start(app_t *app, char *err, size_t errlen)
     n->cfg = cfg;
     n->store = app->store;
     n->curlm = curlm_new(app->loop, 0);
-    if (cfg->http_enabled && !(n->http = backend_http_new(app->loop, n->curlm, cfg, err, errlen)))
-        goto fail;
-    if (cfg->kafka_enabled && !(n->kafka = backend_kafka_new(app->loop, cfg, err, errlen)))
-        goto fail;
-    n->stats = stats_new(app, "notifier", cfg->notifier_stats_interval_ms);
-    stats_on_publish(n->stats, refresh_stats, NULL, n);
     timer_init(n, &n->wake);
     timer_init(n, &n->renew);
     timer_init(n, &n->grace);
+    if ((cfg->http_enabled && !(n->http = backend_http_new(app->loop, n->curlm, cfg, err, errlen))) ||
+        (cfg->kafka_enabled && !(n->kafka = backend_kafka_new(app->loop, cfg, err, errlen)))) {
+        /* release what was created, through the normal close chain */
+        n->stop_begun = true;
+        n->closing_backends = 1 + (n->http != NULL);
+        if (n->http) backend_close(n->http, on_backend_closed, n);
+        on_backend_closed(n);
+        return NULL;
+    }
+    n->stats = stats_new(app, "notifier", cfg->notifier_stats_interval_ms);
+    stats_on_publish(n->stats, refresh_stats, NULL, n);
     store_on_wake(n->store, on_wake, n);
     store_on_state(n->store, on_state, n);
     log_info("notifier", "started", "instance=%s concurrency=%d http=%d kafka=%d", app->instance,
              cfg->notifier_concurrency, cfg->http_enabled, cfg->kafka_enabled);
     maybe_claim(n);
     return n;
-fail:
-    curlm_close(n->curlm, NULL, NULL);
-    free(n);
-    return NULL;
 }
 
 static void on_handle_closed(uv_handle_t *h)

@@ -21,6 +21,7 @@
 #include "fetch.h"
 #include "files.h"
 #include "glob.h"
+#include "json.h"
 #include "log.h"
 #include "mime.h"
 #include "reaper.h"
@@ -541,18 +542,6 @@ static void refresh_stats(stats_t *s, void *arg)
     stats_gauge(s, "workerPools", (long long)strmap_size(&p->per_aggr));
 }
 
-static void gen_kv(yajl_gen g, const char *k, const char *v)
-{
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-    yajl_gen_string(g, (const unsigned char *)v, strlen(v));
-}
-
-static void gen_ki(yajl_gen g, const char *k, long long v)
-{
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-    yajl_gen_integer(g, v);
-}
-
 /* The slowest running downloads for the dashboard's in-flight panel. */
 static void extra_inflight(yajl_gen g, void *arg)
 {
@@ -569,20 +558,20 @@ static void extra_inflight(yajl_gen g, void *arg)
         if (i < INFLIGHT_REPORT) top[i] = d;
     }
     uint64_t now = uv_now(p->app->loop);
-    gen_kv(g, "inflight_sample", "slowest");
-    yajl_gen_string(g, (const unsigned char *)"inflight", 8);
+    json_kv_str(g, "inflight_sample", "slowest");
+    json_str(g, "inflight");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n; i++) {
         uint64_t got;
         int64_t total;
         fetch_progress(top[i]->fetch, &got, &total);
         yajl_gen_map_open(g);
-        gen_kv(g, "id", top[i]->c.job.id);
-        gen_kv(g, "url", log_redact_url(top[i]->c.job.url));
-        gen_kv(g, "aggr", top[i]->c.job.aggr_id);
-        gen_ki(g, "elapsed_ms", (long long)(now - top[i]->started));
-        gen_ki(g, "bytes", (long long)got);
-        gen_ki(g, "total", (long long)total);
+        json_kv_str(g, "id", top[i]->c.job.id);
+        json_kv_str(g, "url", log_redact_url(top[i]->c.job.url));
+        json_kv_str(g, "aggr", top[i]->c.job.aggr_id);
+        json_kv_int(g, "elapsed_ms", (long long)(now - top[i]->started));
+        json_kv_int(g, "bytes", (long long)got);
+        json_kv_int(g, "total", (long long)total);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "log.h"
 
 typedef struct {
@@ -66,24 +67,12 @@ long long stats_value(const stats_t *s, const char *name)
     return 0;
 }
 
-static void gen_str(yajl_gen g, const char *k, const char *v)
-{
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-    yajl_gen_string(g, (const unsigned char *)v, strlen(v));
-}
-
-static void gen_int(yajl_gen g, const char *k, long long v)
-{
-    yajl_gen_string(g, (const unsigned char *)k, strlen(k));
-    yajl_gen_integer(g, v);
-}
-
 static void gen_metrics(stats_t *s, yajl_gen g, const char *key, bool gauges)
 {
-    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+    json_str(g, key);
     yajl_gen_map_open(g);
     for (size_t i = 0; i < s->n; i++)
-        if (s->m[i].gauge == gauges) gen_int(g, s->m[i].name, s->m[i].value);
+        if (s->m[i].gauge == gauges) json_kv_int(g, s->m[i].name, s->m[i].value);
     yajl_gen_map_close(g);
 }
 
@@ -91,14 +80,14 @@ static char *info_json(stats_t *s)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     yajl_gen_map_open(g);
-    gen_str(g, "component", s->component);
-    gen_str(g, "instance", s->app->instance);
-    gen_str(g, "host", s->app->host);
-    gen_int(g, "pid", s->app->pid);
-    gen_str(g, "version", DOWNLOADER_VERSION);
-    gen_int(g, "started_ms", (long long)s->app->started_ms);
-    gen_int(g, "seen_ms", (long long)app_now_ms());
-    gen_int(g, "interval_ms", (long long)s->interval_ms);
+    json_kv_str(g, "component", s->component);
+    json_kv_str(g, "instance", s->app->instance);
+    json_kv_str(g, "host", s->app->host);
+    json_kv_int(g, "pid", s->app->pid);
+    json_kv_str(g, "version", DOWNLOADER_VERSION);
+    json_kv_int(g, "started_ms", (long long)s->app->started_ms);
+    json_kv_int(g, "seen_ms", (long long)app_now_ms());
+    json_kv_int(g, "interval_ms", (long long)s->interval_ms);
     gen_metrics(s, g, "gauges", true);
     gen_metrics(s, g, "counters", false);
     if (s->extra) s->extra(g, s->arg);

@@ -31,6 +31,7 @@ enum {
     S_CLAIM,
     S_DL_FINISH,
     S_ENQUEUE,
+    S_FAILED,
     S_HISTORY,
     S_INSTANCES,
     S_REAP_CLAIM,
@@ -43,9 +44,10 @@ enum {
 };
 
 static const char *script_names[S_COUNT] = {
-    "aggregations.lua", "cb_claim.lua", "cb_finish.lua", "cb_renew.lua",  "claim.lua",
-    "dl_finish.lua",    "enqueue.lua",  "history.lua",   "instances.lua", "reap_claim.lua",
-    "reap_done.lua",    "renew.lua",    "retry.lua",     "stats_get.lua", "stats_put.lua"};
+    "aggregations.lua", "cb_claim.lua",  "cb_finish.lua",  "cb_renew.lua",
+    "claim.lua",        "dl_finish.lua", "enqueue.lua",    "failed.lua",
+    "history.lua",      "instances.lua", "reap_claim.lua", "reap_done.lua",
+    "renew.lua",        "retry.lua",     "stats_get.lua",  "stats_put.lua"};
 
 typedef struct {
     char *body;
@@ -823,6 +825,32 @@ void store_aggregations(store_t *s, size_t max, store_aggrs_fn done, void *arg)
     script_args(s, &a, S_AGGREGATIONS, 0, NULL);
     args_addf(&a, "%zu", max);
     run(s, S_AGGREGATIONS, &a, aggrs_reply, cb_new((void *)done, arg));
+}
+
+static void failed_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && r->type != REDIS_REPLY_ARRAY) rc = STORE_ERROR;
+    size_t n = rc == STORE_OK ? r->elements / 5 : 0;
+    store_failed_t *list = calloc(n + 1, sizeof *list);
+    for (size_t i = 0; i < n; i++) {
+        redisReply **e = r->element + i * 5;
+        list[i] = (store_failed_t){reply_str(e[0]), reply_str(e[1]), reply_str(e[2]),
+                                   reply_str(e[3]), reply_ll(e[4])};
+    }
+    ((store_failed_fn)c->done)(rc, list, n, c->arg);
+    free(list);
+    free(c);
+}
+
+void store_failed(store_t *s, size_t max, store_failed_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_FAILED, 0, NULL);
+    args_addf(&a, "%zu", max);
+    run(s, S_FAILED, &a, failed_reply, cb_new((void *)done, arg));
 }
 
 static void instances_reply(store_t *s, redisReply *r, void *arg)

@@ -6,6 +6,12 @@ set -u
 export DOWNLOADER_BIN="${DOWNLOADER_BIN:-$PWD/${BUILD:-build}/downloader}"
 export DOWNLOADER_TOOLS="${DOWNLOADER_TOOLS:-$PWD/${BUILD:-build}/test/tools}"
 export DOWNLOADER_SRC="$PWD"
+# Sanitizer reports of every process (tests and the daemons they start) land here;
+# any report fails the run, so a leak in a daemon cannot hide in a deleted log.
+san_dir=$(mktemp -d /tmp/dl-sanitizer-XXXXXX)
+export ASAN_OPTIONS="log_path=$san_dir/asan:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+export UBSAN_OPTIONS="log_path=$san_dir/ubsan:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$PWD/test/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 passed=0
 failed=0
 out=$(mktemp)
@@ -24,5 +30,11 @@ for t in "$@"; do
     failed=$((failed + f))
 done
 rm -f "$out"
+if [ -n "$(ls -A "$san_dir" 2>/dev/null)" ]; then
+    echo "!! sanitizer reports:"
+    cat "$san_dir"/*
+    failed=$((failed + 1))
+fi
+rm -rf "$san_dir"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

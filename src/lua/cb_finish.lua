@@ -1,7 +1,8 @@
 -- Apply the outcome of a callback attempt, only while the caller holds the lease.
 -- ARGV: id, owner, op, delay_ms, retention_ms, deletion_ms, then field/value pairs.
 -- op: "delivered" (job leaves Redis, file deletion scheduled), "delay" (retry later),
--- "failed" (final: kept for the retention period), "requeue" (front of the queue).
+-- "failed" (final: kept for the retention period and listed in cb:failed, newest 1000),
+-- "requeue" (front of the queue).
 -- Returns 1, or 0 if the lease is lost.
 local id, owner, op = ARGV[1], ARGV[2], ARGV[3]
 local delay, retention, deletion = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -12,6 +13,7 @@ end
 local now = now_ms()
 redis.call('ZREM', 'cb:leases', id)
 if op == 'delivered' then
+  redis.call('ZREM', 'cb:failed', id)
   schedule_reap(id, now + deletion)
   redis.call('DEL', jk)
   return 1
@@ -24,6 +26,8 @@ if op == 'delay' then
 elseif op == 'failed' then
   redis.call('PEXPIRE', jk, retention)
   schedule_reap(id, now + retention)
+  redis.call('ZADD', 'cb:failed', now, id)
+  redis.call('ZREMRANGEBYRANK', 'cb:failed', 0, -1001)
 else
   push_callback(id, true)
 end

@@ -15,6 +15,7 @@ if (cb[1] and cb[1] ~= '') or (cb[2] and cb[2] ~= '') then
   redis.call('HSET', jk, 'CallbackState', 'Pending')
   redis.call('PERSIST', jk)
   if cb[3] and cb[3] ~= '' then redis.call('ZREM', cb[3], id) end
+  redis.call('ZREM', 'cb:failed', id)
   push_callback(id, false)
   return {'ok', 1}
 end

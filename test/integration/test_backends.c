@@ -29,17 +29,12 @@
 #include "backend.h"
 #include "curlm.h"
 #include "harness.h"
+#include "kafka.h"
 #include "log.h"
 
 #define RAW_KEY "test-signing-key-0123456789abcdef"
 
 /* ---------- shared fixtures: the sink and the mock Kafka cluster ---------- */
-
-typedef struct {
-    pid_t pid;
-    int in, out; /* its stdin (control lines) and stdout (replies) */
-    char bootstrap[512];
-} kmock_t;
 
 static h_env_t sink; /* only origin/origin_port are used: h_origin_* helpers */
 static kmock_t kmock;
@@ -49,67 +44,6 @@ static long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Reads one line from fd within timeout_ms. 0 or -1. */
-static int read_line(int fd, char *buf, size_t len, int timeout_ms)
-{
-    size_t n = 0;
-    long end = now_ms() + timeout_ms;
-    while (n + 1 < len) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int left = (int)(end - now_ms());
-        if (left <= 0 || poll(&p, 1, left) <= 0) return -1;
-        char c;
-        if (read(fd, &c, 1) != 1) return -1;
-        if (c == '\n') break;
-        buf[n++] = c;
-    }
-    buf[n] = 0;
-    return 0;
-}
-
-static int kmock_start(kmock_t *k)
-{
-    char tool[512];
-    h_tool(tool, sizeof tool, "kafka_mock");
-    int in[2], out[2];
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) return -1;
-    k->pid = fork();
-    if (k->pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        char *argv[] = {tool, "--topic", "callbacks:3", "1", NULL};
-        execv(tool, argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    k->in = in[1];
-    k->out = out[0];
-    char line[sizeof k->bootstrap - 10];
-    if (read_line(k->out, line, sizeof line, 10000) < 0 || strncmp(line, "BOOTSTRAP=", 10) != 0)
-        return -1;
-    snprintf(k->bootstrap, sizeof k->bootstrap, "%s", line + 10);
-    return 0;
-}
-
-/* Sends one control line; 0 when the mock answered OK. */
-static int kmock_cmd(kmock_t *k, const char *cmd)
-{
-    char line[256];
-    if (write(k->in, cmd, strlen(cmd)) < 0 || write(k->in, "\n", 1) != 1) return -1;
-    if (read_line(k->out, line, sizeof line, 5000) < 0) return -1;
-    return strcmp(line, "OK") == 0 ? 0 : -1;
-}
-
-static void kmock_stop(kmock_t *k)
-{
-    if (k->pid <= 0) return;
-    close(k->in);
-    h_stop(k->pid, SIGTERM, 5000);
-    close(k->out);
-    k->pid = 0;
 }
 
 static int group_setup(void **state)
@@ -129,7 +63,7 @@ static int group_setup(void **state)
         print_error("test/origin.py did not start (DOWNLOADER_SRC=%s)\n", h_src());
         return -1;
     }
-    if (kmock_start(&kmock) < 0) {
+    if (kmock_start(&kmock, "callbacks:3") < 0) {
         char tool[512];
         h_tool(tool, sizeof tool, "kafka_mock");
         print_error("%s did not print BOOTSTRAP=...\n", tool);
@@ -696,66 +630,6 @@ static void test_http_bad_whsec_secret(void **state)
 
 /* ---------- Kafka ---------- */
 
-typedef struct {
-    int count;
-    char **keys, **values;
-} consumed_t;
-
-static void consumed_free(consumed_t *m)
-{
-    for (int i = 0; i < m->count; i++)
-        free(m->keys[i]), free(m->values[i]);
-    free(m->keys);
-    free(m->values);
-}
-
-static void conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
-{
-    char err[256];
-    assert_int_equal(rd_kafka_conf_set(conf, k, v, err, sizeof err), RD_KAFKA_CONF_OK);
-}
-
-static rd_kafka_t *consumer_new(const char *topic)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char err[256], group[64];
-    snprintf(group, sizeof group, "test-%d-%ld", (int)getpid(), now_ms());
-    conf_set(conf, "bootstrap.servers", kmock.bootstrap);
-    conf_set(conf, "group.id", group);
-    conf_set(conf, "auto.offset.reset", "earliest");
-    conf_set(conf, "enable.auto.commit", "false");
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
-    assert_non_null(rk);
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(tl, topic, RD_KAFKA_PARTITION_UA);
-    assert_int_equal(rd_kafka_subscribe(rk, tl), 0);
-    rd_kafka_topic_partition_list_destroy(tl);
-    return rk;
-}
-
-/* Consumes `want` messages of topic from the beginning (group.id, earliest). */
-static void consume(const char *topic, int want, consumed_t *out)
-{
-    rd_kafka_t *rk = consumer_new(topic);
-    out->count = 0;
-    out->keys = calloc((size_t)want, sizeof *out->keys);
-    out->values = calloc((size_t)want, sizeof *out->values);
-    long end = now_ms() + 30000;
-    while (out->count < want && now_ms() < end) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (!m) continue;
-        if (!m->err) {
-            out->keys[out->count] = strndup(m->key ? m->key : "", m->key_len);
-            out->values[out->count] = strndup(m->payload ? m->payload : "", m->len);
-            out->count++;
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-}
-
 static void test_kafka_deliver_and_consume(void **state)
 {
     (void)state;
@@ -776,8 +650,8 @@ static void test_kafka_deliver_and_consume(void **state)
     assert_int_equal(backend_inflight(c.b), 0);
     ctx_close(&c, 10000);
 
-    consumed_t got;
-    consume("callbacks", N, &got);
+    kconsumed_t got;
+    kconsume(kmock.bootstrap, "callbacks", N, NULL, &got);
     assert_int_equal(got.count, N);
     bool seen[N] = {false};
     for (int i = 0; i < got.count; i++) {
@@ -792,7 +666,7 @@ static void test_kafka_deliver_and_consume(void **state)
                  got.keys[i], n);
         assert_string_equal(got.values[i], want);
     }
-    consumed_free(&got);
+    kconsumed_free(&got);
     free(c.res);
 }
 
@@ -901,10 +775,10 @@ static void test_kafka_close_flushes(void **state)
     uv_run(&c.loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&c.loop), 0);
     free(c.res);
-    consumed_t got;
-    consume("flushed", N, &got);
+    kconsumed_t got;
+    kconsume(kmock.bootstrap, "flushed", N, NULL, &got);
     assert_int_equal(got.count, N);
-    consumed_free(&got);
+    kconsumed_free(&got);
 }
 
 /* A broker that never answers: close flushes 5 s, then fails what is left. */
@@ -955,17 +829,32 @@ static void test_kafka_without_delivery_reports(void **state)
     for (int i = 0; i < 5; i++)
         assert_true(c.res[i].ok);
     ctx_close(&c, 10000);
-    consumed_t got;
-    consume("noreports", 5, &got);
+    kconsumed_t got;
+    kconsume(kmock.bootstrap, "noreports", 5, NULL, &got);
     assert_int_equal(got.count, 5);
-    consumed_free(&got);
+    kconsumed_free(&got);
     free(c.res);
+}
+
+/* Messages the cluster holds in partition 0 of topic (its high watermark). */
+static long long topic_size(const char *topic)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[256];
+    kconf_set(conf, "bootstrap.servers", kmock.bootstrap);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    assert_non_null(rk);
+    int64_t lo = -1, hi = -1;
+    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(rk, topic, 0, &lo, &hi, 10000);
+    rd_kafka_destroy(rk);
+    return e ? -1 : (long long)hi;
 }
 
 static void test_kafka_throughput(void **state)
 {
     (void)state;
     enum { N = 20000 };
+    assert_int_equal(kmock_cmd(&kmock, "topic bulk 1"), 0);
     ctx_t c;
     slot_t *slots = calloc(N, sizeof *slots);
     ctx_init(&c, N);
@@ -981,6 +870,7 @@ static void test_kafka_throughput(void **state)
     ctx_close(&c, 10000);
     free(slots);
     assert_int_equal(ok, N);
+    assert_int_equal(topic_size("bulk"), N); /* the reports were not optimistic */
     print_message("kafka: %d callbacks in %ld ms (%.0f/s)\n", N, took,
                   N * 1000.0 / (took ? took : 1));
     free(c.res);

@@ -350,6 +350,17 @@ int h_env_start(h_env_t *e, const char *processor_extra, const char *notifier_ex
     return rc;
 }
 
+/* The API answers 503 until its Redis connection is up; 404 for unknown stats means ready. */
+static bool api_ready(void *arg)
+{
+    char url[256];
+    h_resp_t r;
+    h_api_url(arg, url, sizeof url, "/stats/readiness-probe");
+    bool ok = h_http("GET", url, NULL, NULL, &r) == 0 && r.status != 503;
+    h_resp_free(&r);
+    return ok;
+}
+
 pid_t h_env_run(h_env_t *e, const char *command)
 {
     char log[600], port[16];
@@ -364,6 +375,7 @@ pid_t h_env_run(h_env_t *e, const char *command)
     pid_t pid = h_spawn(argv, log, env);
     if (e->nprocs < 16) e->procs[e->nprocs++] = pid;
     if (api && h_wait_port(e->api_port, 10000) < 0) return -1;
+    if (api && !h_wait_for(api_ready, e, 10000)) return -1;
     return pid;
 }
 

@@ -1,0 +1,13 @@
+/* json: tiny helpers over yajl_gen for writing JSON objects. */
+#ifndef DOWNLOADER_JSON_H
+#define DOWNLOADER_JSON_H
+
+#include <yajl/yajl_gen.h>
+
+/* A string value (NULL becomes ""). */
+void json_str(yajl_gen g, const char *s);
+/* A member with a string or integer value. */
+void json_kv_str(yajl_gen g, const char *key, const char *value);
+void json_kv_int(yajl_gen g, const char *key, long long value);
+
+#endif
