@@ -65,7 +65,7 @@ struct dl {
     bool lost;
     bool waiting; /* outcome not recorded because Redis was down; resent on reconnect */
     char member[JOB_ID_LEN + 2 + 256];
-    char tmp[PATH_MAX], final[PATH_MAX];
+    char *tmp, *final; /* <storage_dir>/<id>.tmp and <rootdir>/<id[0:3]>/<id> */
     char mime[128];
     uint64_t started;
     /* the pending store_dl_finish, kept to resend after a reconnect */
@@ -115,6 +115,8 @@ static void dl_done(dl_t *d)
     strmap_add(&p->per_aggr, d->c.job.aggr_id, -1);
     store_claimed_free(&d->c);
     kv_free(d->kv);
+    free(d->tmp);
+    free(d->final);
     free(d);
     if (p->stopping)
         stop_check(p);
@@ -358,8 +360,10 @@ static dl_t *dl_new(processor_t *p, store_claimed_t *c)
     d->c = *c;
     d->started = uv_now(p->app->loop);
     snprintf(d->member, sizeof d->member, "%s:%s", c->job.id, c->job.aggr_id);
-    snprintf(d->tmp, sizeof d->tmp, "%s/%s.tmp", p->cfg->storage_dir, c->job.id);
-    files_job_path(d->final, sizeof d->final, p->cfg->fs_rootdir, c->job.id);
+    size_t flen = strlen(p->cfg->fs_rootdir) + 2 * JOB_ID_LEN + 8;
+    if (asprintf(&d->tmp, "%s/%s.tmp", p->cfg->storage_dir, c->job.id) < 0) d->tmp = NULL;
+    d->final = malloc(flen);
+    if (d->final) files_job_path(d->final, flen, p->cfg->fs_rootdir, c->job.id);
     dl_link(p, d);
     return d;
 }
@@ -377,7 +381,8 @@ static void dl_start(processor_t *p, store_claimed_t *c)
         .on_head = check ? on_head : NULL,
         .head_arg = d,
     };
-    d->fetch = fetch_start(p->app->loop, p->curlm, &p->fopts, &req, on_fetched, d);
+    d->fetch = d->tmp && d->final ? fetch_start(p->app->loop, p->curlm, &p->fopts, &req, on_fetched, d)
+                                  : NULL;
     if (!d->fetch)
         record_failure(
             d, "Error while creating request, out of memory, retriable: true, internal: true", true,

@@ -339,7 +339,7 @@ static void conn_down(store_t *s, conn_t *c)
         s->pending = 0;
         uv_timer_stop(&s->watchdog);
         if (was_up) {
-            log_warn("store", "redis connection lost", "addr=%s:%d", s->host, s->port);
+            if (!s->closing) log_warn("store", "redis connection lost", "addr=%s:%d", s->host, s->port);
             notify_state(s, false);
         }
     }
