@@ -113,7 +113,6 @@ void store_depths(store_t *s, store_depths_fn done, void *arg);
 typedef struct {
     job_t job;    /* fields decoded from the job hash (job.id, job.aggr_id set) */
     char *proxy;  /* the aggregation's proxy, "" for none */
-    int lost_leases;
 } store_claimed_t;
 
 /* next_*: absolute Redis ms time of the earliest delayed item / lease deadline, or 0

@@ -953,41 +953,54 @@ void store_depths(store_t *s, store_depths_fn done, void *arg)
 
 /* ---------- processor ---------- */
 
+/* A claim script's reply is {entries, next_due, next_lease, now}. Returns the entries
+ * (NULL with *rc set when the reply has another shape) and fills the three times. */
+typedef struct {
+    long long due, lease, now;
+} claim_times_t;
+
+static redisReply *claim_shape(redisReply *r, store_rc_t *rc, claim_times_t *t)
+{
+    *rc = reply_rc(r);
+    if (*rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 4 ||
+                            r->element[0]->type != REDIS_REPLY_ARRAY))
+        *rc = STORE_ERROR;
+    if (*rc != STORE_OK) return NULL;
+    *t = (claim_times_t){reply_ll(r->element[1]), reply_ll(r->element[2]), reply_ll(r->element[3])};
+    return r->element[0];
+}
+
+/* Decodes a job hash held as field/value elements [from, end) of an array reply. */
+static void decode_entry(redisReply *e, size_t from, job_t *job)
+{
+    size_t kn;
+    const char **kv = reply_strings(e, from, &kn);
+    job->max_retries = -1;
+    store_job_decode(kv, kn, job);
+    free(kv);
+}
+
 static void claim_reply(store_t *s, redisReply *r, void *arg)
 {
     (void)s;
     cb_t *c = arg;
     store_claim_fn done = (store_claim_fn)c->done;
-    store_rc_t rc = reply_rc(r);
-    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 4 ||
-                           r->element[0]->type != REDIS_REPLY_ARRAY))
-        rc = STORE_ERROR;
-    if (rc != STORE_OK) {
-        done(rc, NULL, 0, 0, 0, 0, c->arg);
-        free(c);
-        return;
-    }
-    redisReply *list = r->element[0];
-    store_claimed_t *jobs = calloc(list->elements + 1, sizeof *jobs);
+    store_rc_t rc;
+    claim_times_t t = {0};
+    redisReply *list = claim_shape(r, &rc, &t);
+    store_claimed_t *jobs = list ? calloc(list->elements + 1, sizeof *jobs) : NULL;
     size_t n = 0;
-    for (size_t i = 0; i < list->elements; i++) {
+    for (size_t i = 0; list && i < list->elements; i++) {
         redisReply *e = list->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 3) continue;
-        size_t kn;
-        const char **kv = reply_strings(e, 3, &kn);
         store_claimed_t *cl = &jobs[n++];
-        cl->job.max_retries = -1;
-        store_job_decode(kv, kn, &cl->job);
+        decode_entry(e, 3, &cl->job);
         snprintf(cl->job.id, sizeof cl->job.id, "%s", reply_str(e->element[0]));
         free(cl->job.aggr_id);
         cl->job.aggr_id = strdup(reply_str(e->element[1]));
         cl->proxy = strdup(reply_str(e->element[2]));
-        for (size_t k = 0; k + 1 < kn; k += 2)
-            if (strcmp(kv[k], "LostLeases") == 0) cl->lost_leases = atoi(kv[k + 1]);
-        free(kv);
     }
-    done(STORE_OK, jobs, n, reply_ll(r->element[1]), reply_ll(r->element[2]),
-         reply_ll(r->element[3]), c->arg);
+    done(rc, jobs, n, t.due, t.lease, t.now, c->arg);
     free(c);
 }
 
@@ -1064,27 +1077,13 @@ static void cb_claim_reply(store_t *s, redisReply *r, void *arg)
 {
     (void)s;
     cb_t *c = arg;
-    store_cb_claim_fn done = (store_cb_claim_fn)c->done;
-    store_rc_t rc = reply_rc(r);
-    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 4 ||
-                           r->element[0]->type != REDIS_REPLY_ARRAY))
-        rc = STORE_ERROR;
-    if (rc != STORE_OK) {
-        done(rc, NULL, 0, 0, 0, 0, c->arg);
-        free(c);
-        return;
-    }
-    redisReply *list = r->element[0];
-    job_t *jobs = calloc(list->elements + 1, sizeof *jobs);
-    for (size_t i = 0; i < list->elements; i++) {
-        size_t kn;
-        const char **kv = reply_strings(list->element[i], 0, &kn);
-        jobs[i].max_retries = -1;
-        store_job_decode(kv, kn, &jobs[i]);
-        free(kv);
-    }
-    done(STORE_OK, jobs, list->elements, reply_ll(r->element[1]), reply_ll(r->element[2]),
-         reply_ll(r->element[3]), c->arg);
+    store_rc_t rc;
+    claim_times_t t = {0};
+    redisReply *list = claim_shape(r, &rc, &t);
+    size_t n = list ? list->elements : 0;
+    job_t *jobs = list ? calloc(n + 1, sizeof *jobs) : NULL;
+    for (size_t i = 0; i < n; i++) decode_entry(list->element[i], 0, &jobs[i]);
+    ((store_cb_claim_fn)c->done)(rc, jobs, n, t.due, t.lease, t.now, c->arg);
     free(c);
 }
 
