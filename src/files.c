@@ -136,20 +136,19 @@ static int mkdir_one(const char *dir)
     return ENOTDIR;
 }
 
-/* mkdir -p of dir, edited in place; on failure dir holds the path that failed. */
+/* mkdir -p of dir (edited in place, restored on return). The directory itself is tried
+ * first, its parents only when it cannot be created for their lack: usually one
+ * syscall, since the store root exists and only the <id[0:3]> level is new. */
 static int mkdir_parents(char *dir)
 {
-    struct stat st;
-    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
-    for (char *p = dir + 1;; p++) {
-        if (*p != '/' && *p != '\0') continue;
-        char c = *p;
-        *p = '\0';
-        int err = mkdir_one(dir);
-        if (err) return err;
-        if (c == '\0') return 0;
-        *p = c;
-    }
+    int err = mkdir_one(dir);
+    if (err != ENOENT) return err;
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return err;
+    *slash = '\0';
+    err = mkdir_parents(dir);
+    *slash = '/';
+    return err ? err : mkdir_one(dir);
 }
 
 /* Creates the directory holding final_path. */
