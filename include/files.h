@@ -24,6 +24,13 @@ typedef void (*files_done_fn)(const files_result_t *res, void *arg);
 int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
                    const char *image_mime, files_done_fn done, void *arg);
 
+/* The same for a body held in memory (a small download): writes data to tmp_path,
+ * then finalises as above, all in one thread-pool job. Takes ownership of data (freed
+ * after done) when it returns 0. */
+int files_finalize_mem(uv_loop_t *loop, const char *tmp_path, const char *final_path,
+                       const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
+                       void *arg);
+
 /* unlink(path); a missing file is success. */
 int files_unlink(uv_loop_t *loop, const char *path, files_done_fn done, void *arg);
 

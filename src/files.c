@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #define PHASE_SYNC "syncing to disk"
+#define PHASE_TMP "creating tmp file"
 #define PHASE_STORE "storing file to default storage backend"
 #define PHASE_DELETE "deleting file"
 #define PHASE_POOL "running file work"
@@ -42,6 +43,8 @@ typedef struct {
     files_result_t res;
     int percent;  /* usage: the result; sweep: files removed */
     long older_s; /* sweep: minimum age of a stale temp file */
+    unsigned char *mem; /* finalize_mem: the body to write first (owned) */
+    size_t mem_len;
     char paths[]; /* storage for path and final_path */
 } files_req_t;
 
@@ -250,6 +253,23 @@ static void finalize_work(uv_work_t *w)
     unlink(r->path);
 }
 
+/* Writes the body held in memory to the temp file, then finalises as above. */
+static int write_mem(files_req_t *r)
+{
+    int fd = open(r->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return fail(&r->res, errno, PHASE_TMP, true, "open %s", r->path);
+    int err = write_all(fd, (const char *)r->mem, r->mem_len);
+    if (close(fd) < 0 && !err) err = errno;
+    return err ? fail(&r->res, err, PHASE_TMP, true, "write %s", r->path) : 0;
+}
+
+static void finalize_mem_work(uv_work_t *w)
+{
+    files_req_t *r = w->data;
+    if (write_mem(r) == 0 && sync_and_measure(r) == 0 && store(r) == 0) return;
+    unlink(r->path);
+}
+
 /* Shared completion for finalize and unlink. Cancellation never happens (the uv_work_t
  * is private) but is reported as a failure rather than ignored. */
 static void result_done(uv_work_t *w, int status)
@@ -257,6 +277,7 @@ static void result_done(uv_work_t *w, int status)
     files_req_t *r = w->data;
     if (status < 0) fail(&r->res, -status, PHASE_POOL, true, "uv_queue_work");
     if (r->done) r->done(&r->res, r->arg);
+    free(r->mem);
     free(r);
 }
 
@@ -270,6 +291,21 @@ int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path
     r->done = done;
     r->arg = arg;
     return req_queue(loop, r, finalize_work, result_done);
+}
+
+int files_finalize_mem(uv_loop_t *loop, const char *tmp_path, const char *final_path,
+                       const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
+                       void *arg)
+{
+    if (!loop || !tmp_path || !final_path) return UV_EINVAL;
+    files_req_t *r = req_new(tmp_path, final_path);
+    if (!r) return UV_ENOMEM;
+    r->size_mime = decodable_mime(image_mime);
+    r->done = done;
+    r->arg = arg;
+    r->mem = data;
+    r->mem_len = len;
+    return req_queue(loop, r, finalize_mem_work, result_done); /* not queued: caller keeps data */
 }
 
 /* ---- unlink ---- */

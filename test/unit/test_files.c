@@ -478,6 +478,42 @@ static void test_disk_usage(void **state)
     assert_int_equal(usage_of(missing), -ENOENT);
 }
 
+/* ---- finalize from memory ---- */
+
+static void test_finalize_mem(void **state)
+{
+    fx_t *fx = *state;
+    uv_loop_t loop;
+    got_t g = {0};
+    unsigned char *data = malloc(sizeof png_3x2);
+    memcpy(data, png_3x2, sizeof png_3x2);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(files_finalize_mem(&loop, fx->tmp, fx->final, "image/png", data, sizeof png_3x2,
+                                        on_done, &g),
+                     0);
+    run_loop(&loop, &g, 1);
+    assert_ok(&g.res);
+    assert_string_equal(g.res.image_size, "3x2");
+    assert_file_holds(fx->final, png_3x2, sizeof png_3x2);
+    assert_false(exists(fx->tmp));
+}
+
+static void test_finalize_mem_fails_cleanly(void **state)
+{
+    fx_t *fx = *state;
+    uv_loop_t loop;
+    got_t g = {0};
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s/missing-dir/x.tmp", fx->dir); /* cannot be created */
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(files_finalize_mem(&loop, tmp, fx->final, NULL, malloc(4), 4, on_done, &g), 0);
+    run_loop(&loop, &g, 1);
+    assert_int_equal(g.res.err, ENOENT);
+    assert_string_equal(g.res.phase, "creating tmp file");
+    assert_true(g.res.internal);
+    assert_false(exists(fx->final));
+}
+
 /* ---- stale temp files ---- */
 
 static int sweep(const char *dir, long older_s)
@@ -562,6 +598,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finalize_without_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_mem, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_mem_fails_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_stale_tmp, setup, teardown),
         cmocka_unit_test(test_job_path),
     };
