@@ -1,0 +1,477 @@
+#!/usr/bin/env bash
+# `make bench`: the benchmarks of bench/README.md, self-contained on 127.0.0.1: its own
+# redis-server, nginx (origin + callback sink) and Kafka mock on free ports, everything
+# under temp dirs, all stopped and removed on exit.
+#   api   1  API enqueue rate vs redis-benchmark SET (issue 2)
+#   e2e   2  5,000 downloads end to end vs nginx ceiling and aria2c (issue 3), 3 runs
+#   disk  2b the same once with the files on the disk under $T (informational)
+#   mem   3  processor memory per in-flight download (issue 3)
+#   cb    4  callback throughput, HTTP sink and Kafka mock (issue 4)
+#   scale 5  jobs/s with 1 and 3 processors against a slow origin (bench/scale.sh)
+# Environment: BENCH="api e2e" runs a subset; E2E_RUNS (3); POST_CONNS (64, wrk
+# connections posting the jobs of 2 and 3); BENCH_KEEP=1 keeps the temp dirs (logs,
+# configs, wrk outputs, Redis commandstats); BENCH_TMPDIR: where the temp dir goes
+# ($TMPDIR or /tmp); BENCH_STORAGE: where downloaded and origin files go (/dev/shm);
+# BENCH_PERF=1: `perf record -g` of the service during the measured phases.
+# Prints a summary table and writes it to bench/results/latest.txt. Exit status 0 even
+# when a target is missed (the table says so); non-zero when a benchmark cannot run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+BIN=$PWD/$BUILD/downloader
+KAFKA_MOCK=$PWD/$BUILD/test/tools/kafka_mock
+BENCHES=${BENCH:-api e2e disk mem cb scale}
+
+DEPS_EXTRA="wrk nginx-light aria2 redis-tools" ./.ci/deps.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+[ -x "$BIN" ] || die "no $BIN: run make first"
+
+# Thousands of sockets and files at once (benchmark 3): raise the soft fd limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 10000 ] ||
+    log "warning: fd limit $(ulimit -n) is low for benchmark 3"
+export DOWNLOADER_LOG_LEVEL=${DOWNLOADER_LOG_LEVEL:-info}
+
+start_redis
+start_nginx
+log "tmp $T, files $S, redis 127.0.0.1:$REDIS_PORT, nginx 127.0.0.1:$NGINX_PORT"
+
+# 5,000 distinct 4 KiB files f0000..f4999 (benchmark 2) and one 160 KiB file for the
+# slow endpoint (benchmark 3: 160 KiB at 8 KiB/s = 20 s per download).
+E2E_N=5000
+(cd "$S/www/files" && head -c $((E2E_N * 4096)) /dev/urandom | split -b 4096 -a 4 -d - f)
+head -c $((160 * 1024)) /dev/urandom >"$S/www/slow/s"
+
+# config JSON pieces
+redis_cfg() { printf '"redis": {"addr": "127.0.0.1:%s"}' "$REDIS_PORT"; }
+
+# run_service NAME COMPONENT CONFIG [PORT]: starts `downloader COMPONENT`.
+run_service() {
+    local name=$1 comp=$2 cfg=$3 port=${4:-}
+    if [ -n "$port" ]; then
+        spawn "$name" "$BIN" "$comp" -c "$cfg" --host 127.0.0.1 -p "$port"
+        wait_port "$port" "$name" || die "$name did not start (see $T/logs/$name.log)"
+    else
+        spawn "$name" "$BIN" "$comp" -c "$cfg"
+        sleep 0.3
+        alive "$name" || die "$name did not start (see $T/logs/$name.log)"
+    fi
+}
+
+# ------------------------------------------------------------------------------------
+# 1. API enqueue
+# ------------------------------------------------------------------------------------
+bench_api() {
+    log "1/4 API enqueue: wrk -t2 -c64 -d10s POST /download over 100 aggregations"
+    rcli flushall >/dev/null
+    local port cfg=$T/api.json out=$T/wrk_api.txt
+    port=$(free_port)
+    printf '{%s, "api": {}}\n' "$(redis_cfg)" >"$cfg"
+    run_service api api "$cfg" "$port"
+    # warm-up (connections, allocator, script cache), then start from an empty Redis
+    wrk -t2 -c64 -d1s -s bench/enqueue.lua "http://127.0.0.1:$port" -- 100 5 >/dev/null
+    sleep 0.2 # requests still in flight when wrk stopped
+    rcli flushall >/dev/null
+    rcli config resetstat >/dev/null
+    local c0 r0 c1 r1
+    c0=$(cpu_ticks "${PROC[api]}")
+    r0=$(cpu_ticks "${PROC[redis]}")
+    wrk -t2 -c64 -d10s --latency -s bench/enqueue.lua "http://127.0.0.1:$port" -- 100 5 >"$out"
+    c1=$(cpu_ticks "${PROC[api]}")
+    r1=$(cpu_ticks "${PROC[redis]}")
+    rcli info commandstats >"$T/api_commandstats.txt"
+    local created non201 sockerr dur p50 p99 rate queued unans
+    created=$(result "$out" created)
+    unans=$(result "$out" unanswered)
+    non201=$(result "$out" non201)
+    sockerr=$(result "$out" socket_errors)
+    dur=$(result "$out" duration_us)
+    p50=$(result "$out" p50_us)
+    p99=$(result "$out" p99_us)
+    rate=$(calc "$created / ($dur / 1e6)")
+    sleep 0.2
+    queued=$(rcli eval "local s = 0 for i = 0, 99 do s = s + redis.call('LLEN', 'q:a' .. i) end return s" 0)
+    local api_cpu redis_cpu
+    api_cpu=$(calc "100 * ($c1 - $c0) / $TICKS / ($dur / 1e6)")
+    redis_cpu=$(calc "100 * ($r1 - $r0) / $TICKS / ($dur / 1e6)")
+    stop api
+    log "   redis-benchmark -t set -n 200000 -c 50 -P 1 on the same Redis"
+    local set_rate
+    set_rate=$(redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t set -n 200000 -c 50 -P 1 -q 2>/dev/null |
+        tr '\r' '\n' | awk '/^SET:/ {v = $2} END {print v + 0}')
+    local ratio
+    ratio=$(calc "100 * $rate / $set_rate")
+    local B="1 API enqueue"
+    row "$B" "enqueues/s (201s / wrk time)" "$(fmt "$rate")" ">= 25000" "$(verdict ge "$rate" 25000)"
+    row "$B" "latency p50" "$(fmt "$(calc "$p50 / 1000")" 2) ms" "" ""
+    row "$B" "latency p99" "$(fmt "$(calc "$p99 / 1000")" 2) ms" "< 10 ms" "$(verdict lt "$p99" 10000)"
+    row "$B" "errors (non-201 + socket)" "$((non201 + sockerr))" "0" "$(verdict [ $((non201 + sockerr)) -eq 0 ])"
+    row "$B" "redis-benchmark SET (ceiling)" "$(fmt "$set_rate") req/s" "" ""
+    row "$B" "enqueue rate / SET rate" "$(fmt "$ratio" 1) %" ">= 40 %" "$(verdict ge "$ratio" 40)"
+    # wrk stops with requests in flight (unanswered): the API may still enqueue them
+    row "$B" "jobs in Redis (sum LLEN q:a*)" "$queued" "201s ($created) + 0..$unans" \
+        "$(verdict [ "$queued" -ge "$created" -a $((queued - created)) -le "$unans" ])"
+    row "$B" "CPU: downloader api / redis" "$(fmt "$api_cpu") % / $(fmt "$redis_cpu") %" "" ""
+    local evalsha
+    evalsha=$(awk -F'[:,=]' '/^cmdstat_evalsha:/ {print $7}' "$T/api_commandstats.txt")
+    if [ -n "$evalsha" ]; then note "1: Redis EVALSHA (enqueue.lua) costs $evalsha us per call inside Redis"; fi
+}
+
+# ------------------------------------------------------------------------------------
+# 2. End to end
+# ------------------------------------------------------------------------------------
+# e2e_once DIR: one end-to-end run of `downloader all` with the stored files under DIR.
+# Sets E2E_CREATED, E2E_CB (callbacks seen), E2E_FILES, E2E_LEFT (job hashes left),
+# E2E_POST (s), E2E_TIME (s, first POST -> last callback), E2E_RATE (jobs/s), E2E_CPU
+# (downloader %), E2E_LOOP (its loop thread %), E2E_RCPU (redis %), E2E_SYS (machine %).
+e2e_once() {
+    local d=$1 tag=$2
+    rcli flushall >/dev/null
+    local port cfg=$d/e2e.json
+    port=$(free_port)
+    rm -rf "$d/tmp" "$d/files"
+    mkdir -p "$d/tmp" "$d/files"
+    cat >"$cfg" <<JSON
+{ $(redis_cfg),
+  "api": {},
+  "processor": {"storage_dir": "$d/tmp", "filestorage": {"type": "filesystem", "rootdir": "$d/files"},
+                "download_url": "http://127.0.0.1:$port/files", "max_concurrency": 1024,
+                "stats_interval": 1000, "shutdown_grace": "1s"},
+  "notifier": {"concurrency": 256, "deletion_interval": 10080, "stats_interval": 1000,
+               "shutdown_grace": "1s"},
+  "backends": {"http": {"timeout": 30}} }
+JSON
+    run_service all all "$cfg" "$port"
+    sleep 0.5 # processor and notifier subscribed
+    local pid=${PROC[all]} base t0 t_posted out=$T/wrk_e2e.$tag.txt c0 c1 r0 r1 s0 s1 m0 m1
+    base=$(cb_lines)
+    c0=$(cpu_ticks "$pid")
+    m0=$(cpu_ticks "$pid/task/$pid")
+    r0=$(cpu_ticks "${PROC[redis]}")
+    prof_start "$pid" "e2e.$tag"
+    s0=$(sys_ticks)
+    t0=$(now)
+    post_jobs "$out" "$port" "$E2E_N" "http://127.0.0.1:$NGINX_PORT/files/f%04d" 20 50 \
+        "http://127.0.0.1:$NGINX_PORT/cb" e
+    t_posted=$(now)
+    local i n=0
+    E2E_CREATED=$(result "$out" created)
+    for ((i = 0; i < 1200; i++)); do # at most 60 s
+        n=$(($(cb_lines) - base))
+        [ "$n" -ge "$E2E_CREATED" ] && break
+        sleep 0.05
+    done
+    s1=$(sys_ticks)
+    prof_stop
+    c1=$(cpu_ticks "$pid")
+    m1=$(cpu_ticks "$pid/task/$pid")
+    r1=$(cpu_ticks "${PROC[redis]}")
+    local last
+    last=$(tail -n +"$((base + 1))" "$T/nginx/cb.log" | awk '$1 > m {m = $1} END {printf "%.3f", m}')
+    E2E_CB=$n
+    E2E_POST=$(calc "$t_posted - $t0")
+    E2E_TIME=$(calc "$last - $t0")
+    E2E_RATE=$(calc "$n / $E2E_TIME")
+    E2E_FILES=$(find "$d/files" -type f | wc -l)
+    E2E_LEFT=$(rcli --scan --pattern 'job:*' | wc -l)
+    E2E_CPU=$(calc "100 * ($c1 - $c0) / $TICKS / $E2E_TIME")
+    E2E_LOOP=$(calc "100 * ($m1 - $m0) / $TICKS / $E2E_TIME")
+    E2E_RCPU=$(calc "100 * ($r1 - $r0) / $TICKS / $E2E_TIME")
+    E2E_SYS=$(sys_busy "$s0" "$s1")
+    rcli info commandstats >"$T/e2e.$tag.commandstats.txt"
+    stop all
+}
+
+# aria2_once DIR: aria2c -j 50 fetches the same URLs into DIR/aria2. Sets ARIA_FILES,
+# ARIA_TIME (s), ARIA_RATE (files/s).
+aria2_once() {
+    local ad=$1/aria2 list=$T/aria2.list ta tb i
+    rm -rf "$ad"
+    mkdir -p "$ad"
+    for ((i = 0; i < E2E_N; i++)); do printf 'http://127.0.0.1:%s/files/f%04d\n' "$NGINX_PORT" "$i"; done >"$list"
+    ta=$(now)
+    timeout 120 aria2c -i "$list" -d "$ad" -j 50 --max-connection-per-server=1 --split=1 \
+        --allow-overwrite=true --auto-file-renaming=false --file-allocation=none \
+        --enable-http-keep-alive=true --summary-interval=0 --console-log-level=error \
+        --download-result=hide --quiet=true >"$T/logs/aria2.log" 2>&1 || log "aria2c failed: see $T/logs/aria2.log"
+    tb=$(now)
+    ARIA_FILES=$(find "$ad" -type f ! -name '*.aria2' | wc -l)
+    ARIA_TIME=$(calc "$tb - $ta")
+    ARIA_RATE=$(calc "$ARIA_FILES / $ARIA_TIME")
+    rm -rf "$ad"
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+# e2e_bench DIR LABEL RUNS JUDGED: RUNS x (e2e_once + aria2_once), rows with medians.
+# JUDGED=1: rows carry PASS/FAIL; 0: informational.
+e2e_bench() {
+    local d=$1 B=$2 runs=$3 judged=$4 r rates=() arates=() ok=1 posts=() cpu="" allr="" alla=""
+    for ((r = 1; r <= runs; r++)); do
+        log "   run $r/$runs: downloader all, then aria2c"
+        e2e_once "$d" "$judged.$r"
+        [ "$E2E_CREATED" -eq "$E2E_N" ] && [ "$E2E_CB" -ge "$E2E_N" ] && [ "$E2E_FILES" -eq "$E2E_N" ] &&
+            [ "$E2E_LEFT" -eq 0 ] || ok=0
+        rates+=("$E2E_RATE")
+        posts+=("$E2E_POST")
+        allr+="${allr:+ / }$(fmt "$E2E_RATE")"
+        [ "$r" -eq 1 ] && cpu="$(fmt "$E2E_CPU") % ($(fmt "$E2E_LOOP") %) / $(fmt "$E2E_RCPU") % / $E2E_SYS %"
+        aria2_once "$d"
+        [ "$ARIA_FILES" -eq "$E2E_N" ] || ok=0
+        arates+=("$ARIA_RATE")
+        alla+="${alla:+ / }$(fmt "$ARIA_RATE")"
+    done
+    local rate arate ratio
+    rate=$(median "${rates[@]}")
+    arate=$(median "${arates[@]}")
+    ratio=$(calc "$rate / $arate")
+    j() { if [ "$judged" = 1 ]; then verdict "$@"; fi; }
+    row "$B" "all jobs posted, called back, stored, gone" "$([ $ok = 1 ] && echo yes || echo NO)" "yes" "$(j [ $ok = 1 ])"
+    row "$B" "posting time, median (wrk, ${POST_CONNS:-64} conns)" "$(fmt "$(median "${posts[@]}")" 3) s" "" ""
+    row "$B" "jobs/s first POST -> last callback, median" "$(fmt "$rate")" ">= 2000" "$(j ge "$rate" 2000)"
+    row "$B" "  runs" "$allr" "" ""
+    row "$B" "aria2c -j 50 files/s, median" "$(fmt "$arate")" "" ""
+    row "$B" "  runs" "$alla" "" ""
+    row "$B" "end to end / aria2c (medians)" "$(fmt "$ratio" 2) x" "> 1" "$(j ge "$ratio" 1.0001)"
+    row "$B" "CPU run 1: dl (loop) / redis / machine" "$cpu" "" ""
+}
+
+bench_e2e() {
+    log "2/4 end to end: $E2E_N downloads of 4 KiB, 20 aggregations x limit 50, HTTP callbacks"
+    log "   ceiling: wrk GET of the same files from nginx"
+    wrk -t2 -c64 -d5s -s bench/get_files.lua "http://127.0.0.1:$NGINX_PORT" -- \
+        "$E2E_N" "/files/f%04d" >"$T/wrk_ceiling.txt"
+    local ceiling
+    ceiling=$(awk '/^Requests\/sec:/ {print $2}' "$T/wrk_ceiling.txt")
+    row "2 end to end" "nginx GET ceiling (wrk, 64 conns)" "$(fmt "$ceiling") req/s" "" ""
+    mkdir -p "$S/e2e"
+    e2e_bench "$S/e2e" "2 end to end" "${E2E_RUNS:-3}" 1
+}
+
+# Benchmark 2 with the stored files on the disk holding $T (fsync, inode allocation):
+# informational, the figures depend on that filesystem more than on the service.
+bench_disk() {
+    local fs
+    fs=$(df -PT "$T" | awk 'NR == 2 {print $2}')
+    log "2b end to end with the files on $fs ($T)"
+    mkdir -p "$T/e2e"
+    e2e_bench "$T/e2e" "2b e2e, files on $fs" 1 0
+}
+
+# ------------------------------------------------------------------------------------
+# 3. Memory per in-flight download
+# ------------------------------------------------------------------------------------
+bench_mem() {
+    local N=2000
+    log "3/4 memory: $N downloads in flight (40 aggregations x limit 50, 160 KiB at 8 KiB/s)"
+    rcli flushall >/dev/null
+    local aport cfg=$T/mem.json d=$S/mem
+    aport=$(free_port)
+    mkdir -p "$d/tmp" "$d/files"
+    cat >"$cfg" <<JSON
+{ $(redis_cfg),
+  "api": {},
+  "processor": {"storage_dir": "$d/tmp", "filestorage": {"type": "filesystem", "rootdir": "$d/files"},
+                "download_url": "http://127.0.0.1:$aport/files", "max_concurrency": 2500,
+                "stats_interval": 1000, "shutdown_grace": "1s"} }
+JSON
+    run_service mem_api api "$cfg" "$aport"
+    run_service mem_proc processor "$cfg"
+    sleep 1
+    local pid=${PROC[mem_proc]} base
+    base=$(rss_kib "$pid")
+    # callbacks are never sent: no notifier runs
+    post_jobs "$T/wrk_mem.txt" "$aport" "$N" "http://127.0.0.1:$NGINX_PORT/slow/s?i=%d" 40 50 \
+        "http://127.0.0.1:$NGINX_PORT/cb" m
+    local i inflight=0 conns=0 full_at=-1 peak_seen=0 rss maxin=0 maxconn=0
+    for ((i = 0; i < 150; i++)); do # 100 ms steps, at most 15 s
+        rss=$(rss_kib "$pid")
+        [ "$rss" -gt "$peak_seen" ] && peak_seen=$rss
+        inflight=$(rcli zcard leases)
+        conns=$(origin_conns)
+        [ "$inflight" -gt "$maxin" ] && maxin=$inflight
+        [ "$conns" -gt "$maxconn" ] && maxconn=$conns
+        if [ "$full_at" -lt 0 ] && [ "$inflight" -ge "$N" ] && [ "$conns" -ge "$N" ]; then
+            full_at=$i
+        fi
+        [ "$full_at" -ge 0 ] && [ $((i - full_at)) -ge 40 ] && break # 4 s at full load
+        sleep 0.1
+    done
+    local hwm per
+    hwm=$(hwm_kib "$pid")
+    [ "$hwm" -gt "$peak_seen" ] || hwm=$peak_seen
+    per=$(calc "($hwm - $base) / $N")
+    local agg_inflight
+    agg_inflight=$(curl -s "http://127.0.0.1:$aport/dashboard/aggregations" |
+        python3 -c 'import json,sys; print(sum(a.get("inflight", 0) for a in json.load(sys.stdin)))' 2>/dev/null || echo "?")
+    local B="3 memory"
+    row "$B" "in flight: leases / origin conns (max)" "$maxin / $maxconn" ">= $N" \
+        "$(verdict [ "$maxin" -ge "$N" -a "$maxconn" -ge "$N" ])"
+    row "$B" "dashboard inflight sum at the end" "$agg_inflight" "" ""
+    row "$B" "processor RSS baseline" "$(fmt "$(calc "$base / 1024")" 1) MiB" "" ""
+    row "$B" "processor RSS peak (VmHWM)" "$(fmt "$(calc "$hwm / 1024")" 1) MiB" "" ""
+    row "$B" "(peak - baseline) / $N" "$(fmt "$per" 1) KiB" "<= 64 KiB" \
+        "$(verdict awk -v a="$per" -v f="$full_at" 'BEGIN { exit !(f >= 0 && a <= 64) }')"
+    stop mem_proc 3
+    stop mem_api
+}
+
+# ------------------------------------------------------------------------------------
+# 4. Callback throughput
+# ------------------------------------------------------------------------------------
+# Poll script: callbacks not yet delivered = queued + leased + delayed.
+PENDING_LUA="return redis.call('LLEN', 'cb:q') + redis.call('ZCARD', 'cb:leases') + redis.call('ZCARD', 'cb:delayed')"
+# Remaining job hashes of the prepared ids (run once at the end).
+LEFT_LUA="local n = 0 for i = 1, tonumber(ARGV[1]) do n = n + redis.call('EXISTS', 'job:' .. string.format('%s%09d', ARGV[2], i)) end return n"
+
+# cb_run KIND CFG N PREFIX: starts the notifier and times until every callback is
+# delivered (20 ms polls of PENDING_LUA). Sets CB_TOTAL (s from process start to all
+# delivered), CB_FIRST (s from start to the first recorded delivery), CB_STEADY (rate
+# from the first delivery to the end: callbacks still pending at the first delivery /
+# time) and CB_LEFT (job hashes left).
+cb_run() {
+    local kind=$1 cfg=$2 N=$3 prefix=$4 t0 tfirst="" pfirst=0 tdone="" p pp
+    exec 8< <(exec redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -r 3000 -i 0.02 eval "$PENDING_LUA" 0) # at most 60 s
+    pp=$!
+    BG_PIDS+=("$pp")
+    read -r -u 8 p || die "poll failed"
+    [ "$p" -eq "$N" ] || die "expected $N ready callbacks, found $p"
+    t0=$(now)
+    spawn "cb_$kind" "$BIN" notifier -c "$cfg"
+    prof_start "${PROC[cb_$kind]}" "cb_$kind"
+    while read -r -u 8 p; do
+        if [ -z "$tfirst" ] && [ "$p" -lt "$N" ]; then
+            tfirst=$(now)
+            pfirst=$p
+        fi
+        if [ "$p" -eq 0 ]; then
+            tdone=$(now)
+            break
+        fi
+    done
+    prof_stop
+    kill "$pp" 2>/dev/null || true
+    exec 8<&-
+    wait "$pp" 2>/dev/null || true
+    untrack "$pp"
+    [ -n "$tdone" ] || { log "notifier ($kind) did not finish: ${p:-?} left"; tdone=$(now); }
+    CB_TOTAL=$(calc "$tdone - $t0")
+    CB_FIRST=$(calc "${tfirst:-$tdone} - $t0")
+    CB_STEADY=$(calc "$pfirst / ($tdone - ${tfirst:-$t0} + 1e-9)")
+    CB_LEFT=$(rcli eval "$LEFT_LUA" 0 "$N" "$prefix")
+    rcli info commandstats >"$T/cb_$kind.commandstats.txt"
+    stop "cb_$kind"
+}
+
+# cb_rows LABEL TARGET: the rows of one cb_run.
+cb_rows() {
+    local B="4 callbacks" k=$1 target=$2
+    row "$B" "$k: time to first delivery after start" "$(fmt "$CB_FIRST" 3) s" "" ""
+    row "$B" "$k: deliveries/s (first delivery -> all)" "$(fmt "$CB_STEADY")" ">= $target" "$(verdict ge "$CB_STEADY" "$target")"
+    row "$B" "$k: deliveries/s incl. start ($(fmt "$CB_TOTAL" 3) s)" "$(fmt "$(calc "$N / $CB_TOTAL")")" "" ""
+}
+
+bench_cb() {
+    local N=10000 dlurl="http://127.0.0.1:1/files"
+    local B="4 callbacks"
+    log "4/4 callbacks: $N ready callbacks to the nginx sink (HTTP)"
+    rcli flushall >/dev/null
+    local cfg=$T/cb_http.json base
+    cat >"$cfg" <<JSON
+{ $(redis_cfg),
+  "notifier": {"concurrency": 256, "deletion_interval": 10080, "stats_interval": 1000,
+               "shutdown_grace": "1s"},
+  "backends": {"http": {"timeout": 30}} }
+JSON
+    rcli eval "$(cat bench/prepare_callbacks.lua)" 0 "$N" cbhtt http \
+        "http://127.0.0.1:$NGINX_PORT/cb" "$dlurl" >/dev/null
+    base=$(cb_lines)
+    cb_run http "$cfg" "$N" cbhtt
+    sleep 0.3 # sink log flush
+    local got=$(($(cb_lines) - base))
+    row "$B" "HTTP: delivered / job hashes left / sink POSTs" "$((N - CB_LEFT)) / $CB_LEFT / $got" "$N / 0 / $N" \
+        "$(verdict [ "$CB_LEFT" -eq 0 -a "$got" -ge "$N" ])"
+    cb_rows HTTP 5000
+
+    log "   $N ready callbacks to the Kafka mock"
+    [ -x "$KAFKA_MOCK" ] || die "no $KAFKA_MOCK (make $BUILD/test/tools/kafka_mock)"
+    rcli flushall >/dev/null
+    mkfifo "$T/kafka.in"
+    exec 7<>"$T/kafka.in" # keeps the mock's stdin open until cleanup
+    SPAWN_STDIN=$T/kafka.in spawn kafka "$KAFKA_MOCK" --topic bench:4
+    local i boot=""
+    for ((i = 0; i < 200; i++)); do
+        boot=$(sed -n 's/^BOOTSTRAP=//p' "$T/logs/kafka.log")
+        [ -n "$boot" ] && break
+        sleep 0.05
+    done
+    [ -n "$boot" ] || die "kafka_mock printed no BOOTSTRAP= line"
+    cfg=$T/cb_kafka.json
+    # Producer settings: see bench/README.md ("Kafka producer settings").
+    cat >"$cfg" <<JSON
+{ $(redis_cfg),
+  "notifier": {"concurrency": 2048, "deletion_interval": 10080, "stats_interval": 1000,
+               "shutdown_grace": "1s"},
+  "backends": {"kafka": {"bootstrap.servers": "$boot", "linger.ms": 5, "acks": "all",
+                         "batch.num.messages": 10000, "queue.buffering.max.messages": 100000,
+                         "compression.codec": "none", "socket.nagle.disable": true}} }
+JSON
+    rcli eval "$(cat bench/prepare_callbacks.lua)" 0 "$N" cbkaf kafka bench "$dlurl" >/dev/null
+    cb_run kafka "$cfg" "$N" cbkaf
+    row "$B" "Kafka: delivered / job hashes left" "$((N - CB_LEFT)) / $CB_LEFT" "$N / 0" \
+        "$(verdict [ "$CB_LEFT" -eq 0 ])"
+    cb_rows Kafka 20000
+    if ge "$CB_FIRST" 0.5; then
+        note "4: the first Kafka delivery of a fresh notifier came after $(fmt "$CB_FIRST" 2) s: librdkafka looks up" \
+            "a topic it has not seen before on its 1 s topic scan (librdkafka issue #3202)"
+    fi
+    stop kafka
+}
+
+# ------------------------------------------------------------------------------------
+t_start=$(now)
+for b in $BENCHES; do
+    case $b in
+    api) bench_api ;;
+    e2e) bench_e2e ;;
+    disk) bench_disk ;;
+    mem) bench_mem ;;
+    cb) bench_cb ;;
+    scale) mapfile -t -O "${#ROWS[@]}" ROWS < <(BUILD=$BUILD bench/scale.sh --rows) ;; # own processes
+    *) die "unknown benchmark $b (api e2e disk mem cb scale)" ;;
+    esac
+done
+
+summary() {
+    echo "downloader benchmarks  $(date -u +%Y-%m-%dT%H:%M:%SZ)  $(git describe --always --dirty 2>/dev/null || echo dev)"
+    echo "host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r); redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), nginx $(nginx -v 2>&1 | sed 's|.*/||'), $(wrk -v 2>&1 | awk 'NR == 1 {print $1, $2}'), aria2 $(aria2c --version | awk 'NR == 1 {print $3}')"
+    echo "total bench time: $(fmt "$(calc "$(now) - $t_start")" 0) s$([ "${BENCH_KEEP:-0}" = 1 ] && echo "; kept $T and $S")"
+    echo
+    local r w1=14 w2=10 w3=8 w4=6
+    for r in "${ROWS[@]}"; do
+        IFS='|' read -r b m v t s <<<"$r"
+        ((${#b} > w1)) && w1=${#b}
+        ((${#m} > w2)) && w2=${#m}
+        ((${#v} > w3)) && w3=${#v}
+        ((${#t} > w4)) && w4=${#t}
+    done
+    printf "%-${w1}s  %-${w2}s  %${w3}s  %-${w4}s  %s\n" benchmark metric measured target ok
+    printf "%s\n" "$(printf '%*s' $((w1 + w2 + w3 + w4 + 14)) '' | tr ' ' -)"
+    local prev=""
+    for r in "${ROWS[@]}"; do
+        IFS='|' read -r b m v t s <<<"$r"
+        [ "$b" = "$prev" ] && b="" || prev=$b
+        printf "%-${w1}s  %-${w2}s  %${w3}s  %-${w4}s  %s\n" "$b" "$m" "$v" "$t" "$s"
+    done
+    if [ ${#NOTES[@]} -gt 0 ]; then
+        echo
+        printf 'note %s\n' "${NOTES[@]}"
+    fi
+    local fails=0
+    for r in "${ROWS[@]}"; do [[ $r == *"|FAIL" ]] && fails=$((fails + 1)); done
+    echo
+    echo "targets missed: $fails"
+}
+mkdir -p bench/results
+summary | tee bench/results/latest.txt
