@@ -108,3 +108,36 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- fuzzing: `make fuzz [FUZZ_SECONDS=60]` builds the libFuzzer targets of test/fuzz
+# with clang (ASan+UBSan; the library is rebuilt in build/fuzz) and runs each one for
+# FUZZ_SECONDS on its seed corpus (test/fuzz/run.sh). Fails when any target crashes.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_BINS    := $(patsubst test/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard test/fuzz/fuzz_*.c))
+.PHONY: fuzz-bins
+
+fuzz:
+	@DEPS_EXTRA="clang libclang-rt-14-dev" ./.ci/deps.sh
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR) CC="clang -fsanitize=fuzzer-no-link $(FUZZ_SAN)" \
+	    $(FUZZ_DIR)/libdownloader.a
+	@$(MAKE) --no-print-directory fuzz-bins
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) ./test/fuzz/run.sh $(FUZZ_BINS)
+
+fuzz-bins: $(FUZZ_BINS)
+
+$(FUZZ_DIR)/fuzz_%: test/fuzz/fuzz_%.c $(FUZZ_DIR)/libdownloader.a
+	@echo "  FUZZ    $@"
+	@clang -fsanitize=fuzzer $(FUZZ_SAN) -O1 -g -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE \
+	    -Iinclude -o $@ $< $(FUZZ_DIR)/libdownloader.a $(LDLIBS)
+
+# ---- valgrind: `make valgrind` runs test_api, test_pipeline, test_auth and test_guard with
+# every daemon under valgrind --leak-check=full (test/valgrind.sh). VALGRIND_TESTS='$(INTEG)'
+# runs every integration test.
+VALGRIND_TESTS ?= $(addprefix $(BUILD)/test/integration/,test_api test_pipeline test_auth test_guard)
+.PHONY: valgrind
+
+valgrind: deps $(BIN) $(INTEG) $(TOOLS)
+	@command -v valgrind >/dev/null || DEPS_EXTRA=valgrind ./.ci/deps.sh
+	@BUILD=$(BUILD) ./test/valgrind.sh $(VALGRIND_TESTS)

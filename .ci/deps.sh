@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev libyajl-dev
       librdkafka-dev libcmocka-dev libhttp-parser-dev libmagic-dev libssl-dev
-      redis-server redis-tools python3 curl chromium nodejs npm)
+      redis-server redis-sentinel redis-tools python3 curl chromium nodejs npm)
 [ "${DEPS_EXTRA:-}" ] && read -r -a extra <<<"$DEPS_EXTRA" && pkgs+=("${extra[@]}")
 missing=()
 for p in "${pkgs[@]}"; do

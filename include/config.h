@@ -22,6 +22,8 @@ typedef struct {
     char *master_name;
     char *redis_password;
     uint64_t redis_command_timeout_ms;
+    int redis_wait_replicas;        /* > 0: POST /download answers after WAIT <n> */
+    uint64_t redis_wait_timeout_ms; /* ... <timeout> */
 
     /* api */
     char *heartbeat_path;

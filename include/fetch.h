@@ -22,6 +22,14 @@ typedef struct {
     long low_speed_time_s;    /* ... for this long aborts (default 60) */
     int64_t max_file_size;    /* bytes, 0 = unlimited; larger bodies fail for good */
     const headers_t *default_headers; /* processor.request_headers */
+    /* SSRF guard (processor.block_private_networks / allow_cidrs): when on, every
+     * address curl connects to (origin, redirect target or proxy) must be public or
+     * inside an allowed CIDR, else the download fails for good. The CIDR strings are
+     * parsed (copied) by fetch_start; config validates them, and should one still be
+     * invalid the allow list is dropped (fails closed). */
+    bool block_private_networks;
+    const char *const *allow_cidrs;
+    size_t n_allow_cidrs;
 } fetch_opts_t;
 
 /* Hook called once with the first min(FETCH_HEAD_SIZE, body size) bytes, when they

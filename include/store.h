@@ -33,11 +33,20 @@ typedef void (*store_wake_fn)(store_wake_t kind, void *arg);
 typedef void (*store_state_fn)(bool up, void *arg);
 
 /* Connects in the background; `name` goes into CLIENT SETNAME (e.g.
- * "downloader-processor-host-1234"). Never fails for a down Redis. */
+ * "downloader-processor-host-1234"). Never fails for a down Redis. With redis.sentinel
+ * and redis.master_name it finds the master through the sentinels (sentinel.h), checks
+ * it with ROLE, follows +switch-master, and asks the sentinels again whenever a
+ * connection is lost; store_up() is false while no master is known. */
 store_t *store_new(uv_loop_t *loop, const config_t *cfg, const char *name);
 
 /* True while the command connection is up and the scripts are loaded. */
 bool store_up(const store_t *s);
+
+/* How often the command connection came back after it had been up (for /metrics). */
+uint64_t store_reconnects(const store_t *s);
+
+/* Enqueues answered although WAIT (redis.wait_replicas) timed out (for /metrics). */
+uint64_t store_unreplicated(const store_t *s);
 
 /* Listeners. Wake listeners get STORE_WAKE_ALL after every (re)subscribe. State
  * listeners are told on every transition. Up to 8 of each. */
@@ -53,7 +62,7 @@ void store_close(store_t *s, void (*closed)(void *arg), void *arg);
 /* ---- api ---- */
 typedef void (*store_done_fn)(store_rc_t rc, const char *err, void *arg);
 /* Writes the job hash, creates/updates the aggregation, queues and wakes: one script
- * call. job->id must be set. */
+ * call. job->id must be set. With redis.wait_replicas, done runs after WAIT. */
 void store_enqueue(store_t *s, const job_t *job, store_done_fn done, void *arg);
 
 /* POST /retry: rc OK (queued or not), NOTFOUND, or CONFLICT with *job filled (for the

@@ -14,10 +14,12 @@
 #include <sys/stat.h>
 #include <yajl/yajl_gen.h>
 
+#include "auth.h"
 #include "embedded.h"
 #include "httpd.h"
 #include "job.h"
 #include "log.h"
+#include "metrics.h"
 #include "stats.h"
 
 #define ENQUEUE_TRIES 3
@@ -67,9 +69,15 @@ static void respond_gen(httpd_req_t *req, yajl_gen g, bool cors)
     yajl_gen_free(g);
 }
 
+/* 503 as httpd_respond_error sends it, plus CORS so that a dashboard merging several
+ * hosts can tell "Redis down" from "host unreachable". */
 static void respond_down(httpd_req_t *req)
 {
-    httpd_respond_error(req, 503, REDIS_DOWN_MSG);
+    static const httpd_header_t h[] = {{"Content-Type", "text/plain; charset=utf-8"},
+                                       {"X-Content-Type-Options", "nosniff"},
+                                       {"Access-Control-Allow-Origin", "*"}};
+    static const char body[] = REDIS_DOWN_MSG "\n";
+    httpd_respond(req, 503, h, 3, body, sizeof body - 1);
 }
 
 /* Masks credentials in a proxy URL for display. */
@@ -108,6 +116,7 @@ static void on_enqueued(store_rc_t rc, const char *err, void *arg)
         store_enqueue(e->a->app->store, &e->job, on_enqueued, e);
         return;
     }
+    metrics_enqueue(rc == STORE_OK ? 201 : rc == STORE_DOWN ? 503 : 500);
     if (rc == STORE_OK) {
         char body[64];
         int n = snprintf(body, sizeof body, "{\"id\":\"%s\"}", e->job.id);
@@ -138,6 +147,7 @@ static void route_download(api_t *a, httpd_req_t *req)
     size_t errlen = 10 * req->body_len + 512; /* Go-quoted renderings can grow the body 8.5x */
     char *err = malloc(errlen);
     if (job_parse(req->body, req->body_len, &e->job, err, errlen) != JOB_OK) {
+        metrics_enqueue(400);
         httpd_respond_error(req, 400, err);
         free(err);
         enq_free(e);
@@ -165,6 +175,8 @@ static void status_field_str(yajl_gen g, const char *const *kv, size_t n, const 
                              const char *field)
 {
     const char *v = kv_get(kv, n, field);
+    const char *masked = v && strcmp(field, "URL") == 0 ? log_redact_url(v) : NULL;
+    if (masked && strstr(masked, "***@") && !strstr(v, "***@")) v = masked; /* credentials */
     jkv(g, name, v ? v : "");
 }
 
@@ -639,6 +651,7 @@ static void handle(httpd_req_t *req, void *arg)
     api_t *a = arg;
     const char *p = req->path;
     stats_incr(a->stats, "requests", 1);
+    if (!auth_check(req, a->app->cfg.api_auth_token, a->app->cfg.api_auth_read)) return;
     if (strcmp(p, "/download") == 0) return route_download(a, req);
     if (strcmp(p, "/hb") == 0) return route_hb(a, req);
     if (has_prefix(p, "/retry/")) return route_retry(a, req);
@@ -656,6 +669,7 @@ static void handle(httpd_req_t *req, void *arg)
         return store_instances(a->app->store, on_instances, req);
     if (strcmp(p, "/dashboard/history") == 0) return route_history(a, req);
     if (strcmp(p, "/dashboard/failed") == 0) return route_failed(a, req);
+    if (strcmp(p, "/metrics") == 0) return metrics_serve(a->app, req);
     if (has_prefix(p, "/files/")) return route_files(a, req);
     route_static(req);
 }

@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <yajl/yajl_tree.h>
 
+#include "netguard.h"
 #include "uri.h"
 
 typedef struct {
@@ -180,6 +181,7 @@ static void set_defaults(config_t *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->redis_addr = strdup("localhost:6379");
     cfg->redis_command_timeout_ms = 5000;
+    cfg->redis_wait_timeout_ms = 1000;
     cfg->heartbeat_path = strdup("");
     cfg->api_max_body = 1 << 20;
     cfg->api_max_header = 16 << 10;
@@ -224,6 +226,10 @@ static int parse_redis(ctx_t *c, yajl_val r, config_t *cfg)
     if (get_string_list(c, r, "sentinel", &cfg->sentinels, &cfg->n_sentinels) < 0) return -1;
     if (get_string(c, r, "master_name", &cfg->master_name) < 0) return -1;
     if (get_string(c, r, "password", &cfg->redis_password) < 0) return -1;
+    if (get_int_field(c, r, "wait_replicas", 0, &cfg->redis_wait_replicas) < 0 ||
+        get_duration(c, r, "wait_timeout", 1, "milliseconds", true,
+                     &cfg->redis_wait_timeout_ms) < 0)
+        return -1;
     return get_duration(c, r, "command_timeout", 1, "milliseconds", true,
                         &cfg->redis_command_timeout_ms);
 }
@@ -288,10 +294,15 @@ static int parse_processor_limits(ctx_t *c, yajl_val p, config_t *cfg)
     if (lo >= hi) return fail(c, "disk_low", "must be smaller than processor.disk_high");
     cfg->disk_high = (int)hi;
     cfg->disk_low = (int)lo;
-    return get_bool(c, p, "block_private_networks", &cfg->block_private_networks) < 0 ||
-                   get_string_list(c, p, "allow_cidrs", &cfg->allow_cidrs, &cfg->n_allow_cidrs) < 0
-               ? -1
-               : 0;
+    if (get_bool(c, p, "block_private_networks", &cfg->block_private_networks) < 0 ||
+        get_string_list(c, p, "allow_cidrs", &cfg->allow_cidrs, &cfg->n_allow_cidrs) < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->n_allow_cidrs; i++) {
+        netguard_cidr_t cidr;
+        if (netguard_cidr_parse(cfg->allow_cidrs[i], &cidr) < 0)
+            return fail(c, "allow_cidrs", "entry \"%s\" is not a valid CIDR", cfg->allow_cidrs[i]);
+    }
+    return 0;
 }
 
 static int parse_processor(ctx_t *c, yajl_val p, config_t *cfg)
@@ -366,6 +377,17 @@ static int kafka_prop(ctx_t *c, config_t *cfg, const char *key, yajl_val v)
     return 0;
 }
 
+static void free_kafka_props(config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_kafka_props; i++) {
+        free(cfg->kafka_props[i].name);
+        free(cfg->kafka_props[i].value);
+    }
+    free(cfg->kafka_props);
+    cfg->kafka_props = NULL;
+    cfg->n_kafka_props = 0;
+}
+
 static int parse_backends(ctx_t *c, yajl_val b, config_t *cfg)
 {
     for (size_t i = 0; b && i < b->u.object.len; i++) {
@@ -383,6 +405,8 @@ static int parse_backends(ctx_t *c, yajl_val b, config_t *cfg)
         } else if (strcasecmp(id, "kafka") == 0) {
             c->section = "backends.kafka";
             cfg->kafka_enabled = true;
+            free_kafka_props(cfg); /* a repeated "kafka" key: the last one wins */
+            cfg->kafka_delivery_reports = true;
             cfg->kafka_props = calloc(v->u.object.len + 1, sizeof *cfg->kafka_props);
             for (size_t k = 0; k < v->u.object.len; k++)
                 if (kafka_prop(c, cfg, v->u.object.keys[k], v->u.object.values[k]) < 0) return -1;
@@ -500,11 +524,7 @@ void config_free(config_t *cfg)
     free_list(cfg->sentinels, cfg->n_sentinels);
     free_list(cfg->allow_cidrs, cfg->n_allow_cidrs);
     job_headers_free(&cfg->request_headers);
-    for (size_t i = 0; i < cfg->n_kafka_props; i++) {
-        free(cfg->kafka_props[i].name);
-        free(cfg->kafka_props[i].value);
-    }
-    free(cfg->kafka_props);
+    free_kafka_props(cfg);
     memset(cfg, 0, sizeof *cfg);
 }
 

@@ -3,12 +3,16 @@
  * timeouts, size cap), streams the body into the temp file with one async uv_fs
  * write in flight at a time (curl is paused while the disk is busy), hands the first
  * FETCH_HEAD_SIZE bytes to the caller's hook (MIME check) and turns whatever happened
- * into a §5.5 result. The life of a fetch:
+ * into a §5.5 result. With the SSRF guard on (fetch_opts_t.block_private_networks),
+ * curl's open-socket callback asks netguard about every address curl is about to
+ * connect to (origin after DNS, each redirect hop, the proxy) and refuses private
+ * ones: that is the final "refused to connect" error. The life of a fetch:
  *   open tmp file -> curl transfer -> wait for the last write -> close
  *   -> (unlink on failure) -> done
  * Every step after fetch_start is a uv callback, so done is always asynchronous. */
 #include "fetch.h"
 #include "log.h"
+#include "netguard.h"
 
 #include <ctype.h>
 #include <fcntl.h>
@@ -16,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define FETCH_BUFFER_SIZE 16384L
@@ -67,6 +72,8 @@ struct fetch {
     size_t head_len;
     unsigned char head[FETCH_HEAD_SIZE];
     char errbuf[CURL_ERROR_SIZE];
+    netguard_t guard;  /* SSRF guard; guard.on = false when not configured */
+    char refused[64];  /* the last address the guard refused, "" when none */
     fetch_result_t res;
 };
 
@@ -227,6 +234,18 @@ static void fail_transport(fetch_t *f, CURLcode rc)
     fail(f, "performing request", detail, true, false, "");
 }
 
+/* curl found no address to connect to and the SSRF guard refused at least one of
+ * them (origin, redirect hop or proxy): final, never retried. */
+static void fail_refused(fetch_t *f)
+{
+    char detail[192];
+    snprintf(detail, sizeof detail,
+             "refused to connect to %s: private or loopback address "
+             "(processor.block_private_networks)",
+             f->refused);
+    fail(f, "performing request", detail, false, false, "download.response.blocked");
+}
+
 /* Calls the hook once; a rejection fails the download for good. */
 static int run_head_hook(fetch_t *f)
 {
@@ -248,7 +267,9 @@ static void classify(fetch_t *f, CURLcode rc)
     curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code);
     bool final_hdrs = f->hdr_complete && !(f->status / 100 == 3 && f->has_location);
     if (f->failed) return;
-    if (rc == CURLE_OK && !is_2xx(code)) {
+    if (rc == CURLE_COULDNT_CONNECT && f->refused[0]) {
+        fail_refused(f);
+    } else if (rc == CURLE_OK && !is_2xx(code)) {
         fail_status(f, code);
     } else if (rc == CURLE_OK) {
         if (run_head_hook(f) != 0) return;
@@ -274,6 +295,7 @@ static void fetch_free(fetch_t *f)
 {
     if (f->easy) curl_easy_cleanup(f->easy);
     curl_slist_free_all(f->slist);
+    netguard_free(&f->guard);
     free(f->url);
     free(f->tmp_path);
     free(f->wbuf);
@@ -757,6 +779,23 @@ static void set_proxy(CURL *e, const char *proxy)
     curl_easy_setopt(e, CURLOPT_NOPROXY, noproxy);
 }
 
+/* curl is about to open a connection (origin, redirect hop or proxy): the SSRF
+ * guard's checkpoint, installed only when the guard is on. Checking the address
+ * actually connected to defeats DNS rebinding and redirects to private hosts. */
+static curl_socket_t on_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    fetch_t *f = arg;
+    netguard_class_t cls;
+    (void)purpose;
+    if (!netguard_allowed(&f->guard, &a->addr, a->addrlen, &cls)) {
+        netguard_addr_str(&a->addr, a->addrlen, f->refused, sizeof f->refused);
+        log_debug("fetch", "connection refused by the SSRF guard", "url=%s address=%s class=%s",
+                  log_q(log_redact_url(f->url)), f->refused, log_q(netguard_class_name(cls)));
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static long or_default(long v, long def)
 {
     return v > 0 ? v : def;
@@ -800,6 +839,10 @@ static void set_options(fetch_t *f, const fetch_opts_t *o, const fetch_req_t *r)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
+    if (f->guard.on) {
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, f);
+    }
     set_proxy(e, r->proxy);
 }
 
@@ -855,6 +898,10 @@ static fetch_t *fetch_alloc(uv_loop_t *loop, curlm_t *m, const fetch_opts_t *opt
     f->req.data = f;
     f->url = strdup(req->url ? req->url : "");
     f->tmp_path = strdup(req->tmp_path ? req->tmp_path : "");
+    /* an allow list that cannot be built is dropped: the guard then fails closed */
+    if (opts->block_private_networks &&
+        netguard_init(&f->guard, true, opts->allow_cidrs, opts->n_allow_cidrs, NULL, 0) < 0)
+        f->guard.on = true;
     if (!f->url || !f->tmp_path) {
         fetch_free(f);
         return NULL;

@@ -14,6 +14,7 @@
 #include "backoff.h"
 #include "curlm.h"
 #include "log.h"
+#include "metrics.h"
 #include "stats.h"
 
 #define CLAIM_BATCH 128
@@ -41,6 +42,7 @@ struct cbjob {
     notifier_t *n;
     job_t job;
     bool sending, lost, abandoned, waiting;
+    uint64_t started; /* delivery start (loop ms), for metrics */
     store_cb_op_t op;
     uint64_t delay;
     char **kv;
@@ -126,6 +128,7 @@ static void finish(cbjob_t *c, store_cb_op_t op, uint64_t delay, const char *con
         c->kv[i] = strdup(kv[i]);
     c->op = op;
     c->delay = delay;
+    metrics_callback(&c->job, op, uv_now(c->n->app->loop) - c->started);
     if (c->lost || c->abandoned) {
         cj_done(c);
         return;
@@ -196,6 +199,7 @@ static void deliver(cbjob_t *c)
     notifier_t *n = c->n;
     job_t *j = &c->job;
     size_t len;
+    c->started = uv_now(n->app->loop);
     char *payload = job_callback_payload(j, &len);
     if (!payload) { /* W14: nothing is sent for a job in an invalid state */
         char msg[128];

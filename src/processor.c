@@ -23,6 +23,7 @@
 #include "glob.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "mime.h"
 #include "reaper.h"
 #include "stats.h"
@@ -191,6 +192,7 @@ static void record_failure(dl_t *d, const char *error, bool retriable, bool inte
             backoff_delay(p->cfg->download_retry_base_ms, attempts ? attempts : 1, RETRY_CAP_MS);
         if ((uint64_t)retry_after_ms > delay) delay = (uint64_t)retry_after_ms;
         stats_incr(p->stats, "downloads.retried", 1);
+        metrics_download(METRICS_DL_RETRIED, uv_now(p->app->loop) - d->started);
         log_info("processor", "download failed, retrying",
                  "job_id=%s attempt=%d delay_ms=%llu error=%s", j->id, attempts,
                  (unsigned long long)delay, log_q(error));
@@ -209,6 +211,7 @@ static void record_failure(dl_t *d, const char *error, bool retriable, bool inte
         return;
     }
     stats_incr(p->stats, "downloads.failed", 1);
+    metrics_download(METRICS_DL_FAILED, uv_now(p->app->loop) - d->started);
     log_info("processor", "download failed", "job_id=%s attempts=%d error=%s", j->id, attempts,
              log_q(error));
     const char *kv[] = {"DownloadState",
@@ -236,6 +239,7 @@ static void record_success(dl_t *d, const char *image_size, long code, uint64_t 
     fmt_int(rc, sizeof rc, code);
     fmt_int(size, sizeof size, (long long)bytes);
     stats_incr(p->stats, "downloads.success", 1);
+    metrics_download(METRICS_DL_SUCCESS, uv_now(p->app->loop) - d->started);
     stats_incr(p->stats, "downloads.bytes", (long long)bytes);
     const char *kv[] = {"DownloadState",
                         "Success",
@@ -264,6 +268,7 @@ static void record_success(dl_t *d, const char *image_size, long code, uint64_t 
 static void record_requeue(dl_t *d, const char *why)
 {
     stats_incr(d->p->stats, "downloads.requeued", 1);
+    metrics_download(METRICS_DL_REQUEUED, 0);
     const char *kv[] = {"DownloadState", "Pending", "LastError", why, NULL};
     finish(d, STORE_DL_REQUEUE, 0, kv);
 }
@@ -328,6 +333,7 @@ static void on_fetched(fetch_t *f, const fetch_result_t *res, void *arg)
     processor_t *p = d->p;
     d->fetch = NULL;
     count_response(p->stats, res);
+    metrics_download_response(res);
     if (res->cancelled) {
         if (d->lost)
             dl_done(d);
@@ -636,6 +642,9 @@ processor_t *processor_start(app_t *app, char *err, size_t errlen)
         .low_speed_time_s = (long)((cfg->low_speed_time_ms + 999) / 1000),
         .max_file_size = cfg->max_file_size,
         .default_headers = &cfg->request_headers,
+        .block_private_networks = cfg->block_private_networks,
+        .allow_cidrs = (const char *const *)cfg->allow_cidrs,
+        .n_allow_cidrs = cfg->n_allow_cidrs,
     };
     store_reap_key(p->reap_key, sizeof p->reap_key, cfg->download_url);
     p->stats = stats_new(app, "processor", cfg->processor_stats_interval_ms);

@@ -10,6 +10,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 
 typedef struct {
     char *name;
@@ -26,7 +27,7 @@ struct stats {
     uv_timer_t timer;
     metric_t *m;
     size_t n, cap;
-    bool in_flight, closing;
+    bool in_flight, closing, timer_closed; /* freed once both the reply and the timer are done */
     stats_refresh_fn refresh;
     stats_extra_fn extra;
     void *arg;
@@ -91,6 +92,7 @@ static char *info_json(stats_t *s)
     gen_metrics(s, g, "gauges", true);
     gen_metrics(s, g, "counters", false);
     if (s->extra) s->extra(g, s->arg);
+    metrics_gen_json(g, s->component, s->app);
     yajl_gen_map_close(g);
     const unsigned char *buf;
     size_t len;
@@ -111,6 +113,7 @@ static void free_stats(stats_t *s)
 static void on_closed(uv_handle_t *h)
 {
     stats_t *s = h->data;
+    s->timer_closed = true;
     if (!s->in_flight) free_stats(s);
 }
 
@@ -123,7 +126,7 @@ static void on_put(store_rc_t rc, const char *err, void *arg)
         if (rc == STORE_OK) s->m[i].acked += s->m[i].sent;
         s->m[i].sent = 0;
     }
-    if (s->closing) free_stats(s);
+    if (s->closing && s->timer_closed) free_stats(s);
 }
 
 void stats_publish(stats_t *s)

@@ -6,7 +6,6 @@
  * replies are decoded here so no Redis reply escapes this file. */
 #include "store.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
@@ -17,6 +16,8 @@
 
 #include "embedded.h"
 #include "log.h"
+#include "redisuv.h"
+#include "sentinel.h"
 
 #define WAKE_CHANNEL "downloader:wake"
 #define MAX_LISTENERS 8
@@ -74,6 +75,13 @@ struct store {
     conn_t cmd, sub;
     char host[256];
     int port;
+    sentinel_t *sentinel; /* Sentinel mode: where host:port comes from */
+    bool master_known;    /* Sentinel mode: host:port is the master the sentinels named */
+    bool ever_up;
+    uint64_t reconnects;
+    uint64_t unreplicated; /* enqueues WAIT did not confirm in time */
+    struct waiter *wait_queue, **wait_tail; /* enqueues for the next WAIT */
+    bool wait_busy;                         /* a WAIT is under way */
     bool closing;
     bool scripts_ok;
     long pending;
@@ -228,6 +236,16 @@ bool store_up(const store_t *s)
     return s->cmd.up && !s->closing;
 }
 
+uint64_t store_reconnects(const store_t *s)
+{
+    return s->reconnects;
+}
+
+uint64_t store_unreplicated(const store_t *s)
+{
+    return s->unreplicated;
+}
+
 /* ---------- commands ---------- */
 
 static void call_free(call_t *c)
@@ -266,7 +284,6 @@ static void use_eval(call_t *c)
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv)
 {
-    (void)ac;
     call_t *c = priv;
     store_t *s = c->s;
     redisReply *reply = r;
@@ -277,6 +294,14 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         c->retried = true;
         use_eval(c);
         if (call_send(c) == 0) return;
+        reply = NULL;
+    }
+    if (reply && reply->type == REDIS_REPLY_ERROR && s->sentinel &&
+        strncmp(reply->str, "READONLY", 8) == 0 && ac == s->cmd.ac) {
+        log_warn("store", "redis node was demoted, asking the sentinels again", "addr=%s:%d",
+                 s->host, s->port);
+        s->master_known = false;
+        redisAsyncFree(ac); /* inside its callback: freed on return, then on_disconnect */
         reply = NULL;
     }
     if (reply && reply->type == REDIS_REPLY_ERROR)
@@ -335,6 +360,7 @@ static void conn_down(store_t *s, conn_t *c)
     bool was_up = c->up;
     c->ac = NULL;
     c->up = false;
+    if (s->sentinel) s->master_known = false; /* reconnect where the sentinels say */
     if (c == &s->cmd) {
         s->pending = 0;
         uv_timer_stop(&s->watchdog);
@@ -375,9 +401,25 @@ static void on_ready_reply(store_t *s, redisReply *r, void *arg)
     s->cmd.backoff = 0;
     if (!s->cmd.up) {
         s->cmd.up = true;
+        if (s->ever_up) s->reconnects++;
+        s->ever_up = true;
         log_info("store", "redis connected", "addr=%s:%d", s->host, s->port);
         notify_state(s, true);
     }
+}
+
+/* Sentinel mode: a node the sentinels named may have been demoted since; use masters only. */
+static void on_role_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)arg;
+    if (!r) return;
+    redisReply *e = r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0] : NULL;
+    const char *role = e && e->type == REDIS_REPLY_STRING ? e->str : "";
+    if (strcmp(role, "master") == 0 || !s->cmd.ac) return;
+    log_warn("store", "redis node is not a master, asking the sentinels again",
+             "addr=%s:%d role=%s", s->host, s->port, log_q(role));
+    s->master_known = false;
+    redisAsyncFree(s->cmd.ac); /* inside its callback: freed on return, then on_disconnect */
 }
 
 static void cmd_handshake(store_t *s)
@@ -385,6 +427,10 @@ static void cmd_handshake(store_t *s)
     args_t a = {0};
     /* Sent before `up` is set (call_send checks it), so open the gate for the handshake. */
     s->cmd.up = true;
+    if (s->sentinel) {
+        args_add(&a, "ROLE");
+        run(s, -1, &a, on_role_reply, NULL);
+    }
     args_add(&a, "CLIENT");
     args_add(&a, "SETNAME");
     args_add(&a, s->name);
@@ -402,6 +448,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 {
     store_t *s = ac->data;
     conn_t *c = ac == s->cmd.ac ? &s->cmd : &s->sub;
+    uv_timer_stop(&c->retry); /* the connect timeout */
     if (status != REDIS_OK) {
         log_debug("store", "redis connect failed", "addr=%s:%d error=%s", s->host, s->port,
                   log_q(ac->errstr));
@@ -424,6 +471,19 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     conn_down(s, c);
 }
 
+static void conn_drop(store_t *s, conn_t *c);
+
+/* A connect that takes longer than redis.command_timeout (an address that went away
+ * without a trace) is given up and retried. */
+static void connect_timeout_cb(uv_timer_t *t)
+{
+    store_t *s = t->data;
+    conn_t *c = t == &s->cmd.retry ? &s->cmd : &s->sub;
+    if (!c->ac || (c->ac->c.flags & REDIS_CONNECTED)) return;
+    log_warn("store", "redis connect timed out", "addr=%s:%d", s->host, s->port);
+    conn_drop(s, c);
+}
+
 static void conn_open(store_t *s, conn_t *c)
 {
     redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
@@ -436,7 +496,7 @@ static void conn_open(store_t *s, conn_t *c)
     }
     ac->data = s;
     c->ac = ac;
-    if (redisLibuvAttach(ac, s->loop) != REDIS_OK) {
+    if (redisuv_attach(ac, s->loop) != REDIS_OK) {
         c->ac = NULL;
         redisAsyncFree(ac);
         schedule_reconnect(s, c);
@@ -444,12 +504,57 @@ static void conn_open(store_t *s, conn_t *c)
     }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    uv_timer_start(&c->retry, connect_timeout_cb, s->cfg->redis_command_timeout_ms, 0);
 }
 
 static void conn_connect(store_t *s, conn_t *c)
 {
     if (s->closing || c->ac) return;
+    if (s->sentinel && !s->master_known) {
+        sentinel_resolve(s->sentinel); /* on_master connects */
+        return;
+    }
     conn_open(s, c);
+}
+
+/* ---------- sentinel ---------- */
+
+/* Drops a connection now; listeners hear of it as of any lost connection. */
+static void conn_drop(store_t *s, conn_t *c)
+{
+    redisAsyncContext *ac = c->ac;
+    if (!ac) return;
+    bool connected = (ac->c.flags & REDIS_CONNECTED) != 0;
+    redisAsyncFree(ac); /* connected: pending calls get NULL replies, then on_disconnect */
+    if (!connected) conn_down(s, c); /* a connect in progress ends silently */
+}
+
+static void conn_open_now(store_t *s, conn_t *c)
+{
+    if (s->closing || c->ac) return;
+    uv_timer_stop(&c->retry);
+    conn_open(s, c);
+}
+
+/* The sentinels named the master (switched: a failover announcement). Both connections
+ * move to it together, on this loop: commands sent meanwhile fail with STORE_DOWN, so
+ * no command can reach the old master once the switch is known (no W24). */
+static void on_master(const char *host, int port, bool switched, void *arg)
+{
+    store_t *s = arg;
+    if (s->closing) return;
+    if (strcmp(host, s->host) != 0 || port != s->port) {
+        const char *msg = switched ? "sentinel switched the redis master" : "redis master moved";
+        if (*s->host)
+            log_info("store", msg, "from=%s:%d to=%s:%d", s->host, s->port, host, port);
+        conn_drop(s, &s->cmd);
+        conn_drop(s, &s->sub);
+        snprintf(s->host, sizeof s->host, "%s", host);
+        s->port = port;
+    }
+    s->master_known = true;
+    conn_open_now(s, &s->cmd);
+    conn_open_now(s, &s->sub);
 }
 
 static void watchdog_cb(uv_timer_t *t)
@@ -484,6 +589,7 @@ store_t *store_new(uv_loop_t *loop, const config_t *cfg, const char *name)
     store_t *s = calloc(1, sizeof *s);
     s->loop = loop;
     s->cfg = cfg;
+    s->wait_tail = &s->wait_queue;
     snprintf(s->name, sizeof s->name, "%s", name);
     if (scripts_init(s) < 0) {
         log_error("store", "embedded lua scripts missing", "");
@@ -497,15 +603,18 @@ store_t *store_new(uv_loop_t *loop, const config_t *cfg, const char *name)
     uint64_t wd = cfg->redis_command_timeout_ms / 2;
     uv_timer_start(&s->watchdog, watchdog_cb, wd ? wd : 1, wd ? wd : 1);
     uv_timer_stop(&s->watchdog);
-    split_addr(s, cfg->redis_addr);
+    if (cfg->master_name && *cfg->master_name && cfg->n_sentinels > 0)
+        s->sentinel = sentinel_new(loop, cfg->sentinels, cfg->n_sentinels, cfg->master_name,
+                                   on_master, s);
+    else
+        split_addr(s, cfg->redis_addr);
     conn_connect(s, &s->cmd);
     conn_connect(s, &s->sub);
     return s;
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void release(store_t *s)
 {
-    store_t *s = h->data;
     if (--s->open_handles > 0) return;
     for (int i = 0; i < S_COUNT; i++)
         free(s->scripts[i].body);
@@ -515,6 +624,16 @@ static void on_handle_closed(uv_handle_t *h)
     if (cb) cb(arg);
 }
 
+static void on_handle_closed(uv_handle_t *h)
+{
+    release(h->data);
+}
+
+static void on_sentinel_closed(void *arg)
+{
+    release(arg);
+}
+
 void store_close(store_t *s, void (*closed)(void *arg), void *arg)
 {
     s->closing = true;
@@ -522,7 +641,8 @@ void store_close(store_t *s, void (*closed)(void *arg), void *arg)
     s->closed_arg = arg;
     if (s->cmd.ac) redisAsyncFree(s->cmd.ac);
     if (s->sub.ac) redisAsyncFree(s->sub.ac);
-    s->open_handles = 3;
+    s->open_handles = 3 + (s->sentinel != NULL);
+    if (s->sentinel) sentinel_close(s->sentinel, on_sentinel_closed, s);
     uv_close((uv_handle_t *)&s->cmd.retry, on_handle_closed);
     uv_close((uv_handle_t *)&s->sub.retry, on_handle_closed);
     uv_close((uv_handle_t *)&s->watchdog, on_handle_closed);
@@ -689,12 +809,68 @@ static void done_reply(store_t *s, redisReply *r, void *arg)
     free(c);
 }
 
+/* redis.wait_replicas: an enqueue is answered once the replicas have it (WAIT), or
+ * after wait_timeout; a timeout still answers OK (the master has the job) but is logged
+ * and counted; a connection lost meanwhile answers DOWN. WAIT blocks the connection, so
+ * enqueues are grouped: one WAIT at a time covers every enqueue answered before it was
+ * sent, and the enqueues answered meanwhile wait for the next one (group commit). */
+typedef struct waiter {
+    cb_t *c;
+    struct waiter *next;
+} waiter_t;
+
+static void wait_flush(store_t *s);
+
+static void wait_reply(store_t *s, redisReply *r, void *arg)
+{
+    waiter_t *batch = arg;
+    s->wait_busy = false;
+    bool short_ = r && (r->type != REDIS_REPLY_INTEGER || r->integer < s->cfg->redis_wait_replicas);
+    size_t n = 0;
+    for (waiter_t *w = batch, *next; w; w = next) {
+        next = w->next;
+        ((store_done_fn)w->c->done)(r ? STORE_OK : STORE_DOWN, NULL, w->c->arg);
+        free(w->c);
+        free(w);
+        n++;
+    }
+    if (short_) {
+        s->unreplicated += n;
+        log_warn("store", "enqueued jobs not confirmed by the replicas in time",
+                 "jobs=%zu replicas=%lld wanted=%d", n,
+                 r->type == REDIS_REPLY_INTEGER ? r->integer : -1, s->cfg->redis_wait_replicas);
+    }
+    if (s->wait_queue) wait_flush(s);
+}
+
+static void wait_flush(store_t *s)
+{
+    /* WAIT blocks this connection: keep it well below the watchdog's limit */
+    uint64_t t = s->cfg->redis_wait_timeout_ms, cap = s->cfg->redis_command_timeout_ms / 2;
+    waiter_t *batch = s->wait_queue;
+    s->wait_queue = NULL;
+    s->wait_tail = &s->wait_queue;
+    s->wait_busy = true;
+    args_t a = {0};
+    args_add(&a, "WAIT");
+    args_addf(&a, "%d", s->cfg->redis_wait_replicas);
+    args_addf(&a, "%llu", (unsigned long long)(t < cap ? t : cap ? cap : 1));
+    run(s, -1, &a, wait_reply, batch);
+}
+
 static void enqueue_reply(store_t *s, redisReply *r, void *arg)
 {
-    (void)s;
     cb_t *c = arg;
     store_rc_t rc = reply_rc(r);
     if (rc == STORE_OK && reply_ll(r) == 0) rc = STORE_EXISTS;
+    if (rc == STORE_OK && s->cfg->redis_wait_replicas > 0) {
+        waiter_t *w = calloc(1, sizeof *w);
+        w->c = c;
+        *s->wait_tail = w;
+        s->wait_tail = &w->next;
+        if (!s->wait_busy) wait_flush(s);
+        return;
+    }
     ((store_done_fn)c->done)(rc, r && r->type == REDIS_REPLY_ERROR ? r->str : NULL, c->arg);
     free(c);
 }

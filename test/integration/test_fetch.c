@@ -536,7 +536,105 @@ static void test_redirect_to_other_scheme(void **state)
          "{\"Location\": \"ftp://127.0.0.1/x\"}}]}");
     outcome_t o = {0};
     fetch_simple(e, &o, "/ftp-redirect");
-    assert_error_has(&o, "Error while performing request, Get \"", "", true);
+    assert_error_has(&o, "Error while performing request, Get \"", "Protocol \"ftp\" not supported",
+                     true);
+    post(e, "/_script",
+         "{\"path\": \"/file-redirect\", \"responses\": [{\"status\": 302, \"headers\": "
+         "{\"Location\": \"file:///etc/passwd\"}}]}");
+    outcome_t f = {0};
+    fetch_simple(e, &f, "/file-redirect");
+    assert_error_has(&f, "Error while performing request, Get \"",
+                     "Protocol \"file\" not supported", true);
+    assert_int_equal(f.res.bytes, 0);
+}
+
+/* ---- SSRF guard --------------------------------------------------------------- */
+
+#define REFUSED_LOOPBACK                                                                          \
+    "Error while performing request, refused to connect to 127.0.0.1: private or loopback "     \
+    "address (processor.block_private_networks), retriable: false, internal: false"
+
+static fetch_opts_t opts_guard(const char *const *allow, size_t n)
+{
+    fetch_opts_t o = opts_default();
+    o.block_private_networks = true;
+    o.allow_cidrs = allow;
+    o.n_allow_cidrs = n;
+    return o;
+}
+
+static void test_guard_refuses_loopback(void **state)
+{
+    env_t *e = *state;
+    fetch_opts_t opts = opts_guard(NULL, 0);
+    outcome_t o = {0};
+    fetch1(e, &o, &opts, "/data/10?tag=guard1", NULL);
+    assert_error(&o, REFUSED_LOOPBACK);
+    assert_false(o.res.retriable);
+    assert_string_equal(o.res.stat, "download.response.blocked");
+    assert_int_equal(o.res.response_code, 0);
+    /* by name too: every address "localhost" resolves to is refused */
+    char url[128];
+    snprintf(url, sizeof url, "http://localhost:%d/data/10", e->port);
+    outcome_t n = {0};
+    fetch1(e, &n, &opts, url, NULL);
+    assert_error_has(&n, "Error while performing request, refused to connect to ",
+                     "private or loopback address (processor.block_private_networks)", false);
+    /* nothing reached the origin */
+    char *reqs = get(e, "/_requests");
+    assert_null(strstr(reqs, "guard1"));
+    free(reqs);
+}
+
+static void test_guard_allow_list(void **state)
+{
+    env_t *e = *state;
+    const char *allow[] = {"10.0.0.0/8", "127.0.0.0/8"};
+    fetch_opts_t opts = opts_guard(allow, 2);
+    outcome_t o = {0};
+    fetch1(e, &o, &opts, "/data/10", NULL);
+    assert_ok(&o);
+    check_pattern(o.tmp, 10);
+    unlink(o.tmp);
+    /* an invalid entry drops the allow list: closed, not open */
+    const char *bad[] = {"127.0.0.0/8", "not a cidr"};
+    opts = opts_guard(bad, 2);
+    outcome_t b = {0};
+    fetch1(e, &b, &opts, "/data/10", NULL);
+    assert_error(&b, REFUSED_LOOPBACK);
+}
+
+static void test_guard_redirect_to_refused(void **state)
+{
+    env_t *e = *state;
+    char script[512];
+    snprintf(script, sizeof script,
+             "{\"path\": \"/to-private\", \"responses\": [{\"status\": 302, \"headers\": "
+             "{\"Location\": \"http://127.0.0.2:%d/data/10\"}}]}",
+             e->port);
+    post(e, "/_script", script);
+    const char *allow[] = {"127.0.0.1/32"};
+    fetch_opts_t opts = opts_guard(allow, 1);
+    outcome_t o = {0};
+    fetch1(e, &o, &opts, "/to-private", NULL);
+    assert_error(&o, "Error while performing request, refused to connect to 127.0.0.2: private or "
+                     "loopback address (processor.block_private_networks), retriable: false, "
+                     "internal: false");
+}
+
+static void test_guard_checks_the_proxy(void **state)
+{
+    env_t *e = *state;
+    fetch_opts_t opts = opts_guard(NULL, 0);
+    outcome_t o = {.proxy = e->base}; /* the proxy is on loopback: refused */
+    fetch1(e, &o, &opts, "http://proxied.invalid/data/10?tag=guard2", NULL);
+    assert_error(&o, REFUSED_LOOPBACK);
+    const char *allow[] = {"127.0.0.1"};
+    opts = opts_guard(allow, 1);
+    outcome_t a = {.proxy = e->base};
+    fetch1(e, &a, &opts, "http://proxied.invalid/data/10?tag=guard3", NULL);
+    assert_ok(&a);
+    unlink(a.tmp);
 }
 
 /* ---- statuses --------------------------------------------------------------- */
@@ -1104,6 +1202,10 @@ int main(void)
         cmocka_unit_test(test_redirects_followed),
         cmocka_unit_test(test_too_many_redirects),
         cmocka_unit_test(test_redirect_to_other_scheme),
+        cmocka_unit_test(test_guard_refuses_loopback),
+        cmocka_unit_test(test_guard_allow_list),
+        cmocka_unit_test(test_guard_redirect_to_refused),
+        cmocka_unit_test(test_guard_checks_the_proxy),
         cmocka_unit_test(test_404_final),
         cmocka_unit_test(test_500_retriable),
         cmocka_unit_test(test_429_retry_after),

@@ -317,6 +317,12 @@ char *h_read_file(const char *path, size_t *len)
 int h_env_start(h_env_t *e, const char *processor_extra, const char *notifier_extra,
                 const char *backends)
 {
+    return h_env_start_ex(e, processor_extra, notifier_extra, backends, NULL);
+}
+
+int h_env_start_ex(h_env_t *e, const char *processor_extra, const char *notifier_extra,
+                   const char *backends, const char *api_extra)
+{
     memset(e, 0, sizeof *e);
     if (h_redis_start(&e->redis, false) < 0) return -1;
     e->dir = h_tmpdir("env");
@@ -333,14 +339,15 @@ int h_env_start(h_env_t *e, const char *processor_extra, const char *notifier_ex
     FILE *f = open_memstream(&json, &n);
     fprintf(f,
             "{\"redis\": {\"addr\": \"127.0.0.1:%d\"},\n"
-            " \"api\": {\"heartbeat_path\": \"%s/hb\"},\n"
+            " \"api\": {\"heartbeat_path\": \"%s/hb\"%s%s},\n"
             " \"processor\": {\"storage_dir\": \"%s/tmp\", \"filestorage\": {\"type\": \"filesystem\", "
             "\"rootdir\": \"%s/files\"}, \"download_url\": \"http://127.0.0.1:%d/files\", "
             "\"stats_interval\": 200, \"lease\": \"3s\", \"retry_base\": \"200ms\", \"low_speed_time\": 5%s%s},\n"
             " \"notifier\": {\"concurrency\": 16, \"stats_interval\": 200, \"deletion_interval\": 1, "
             "\"lease\": \"3s\", \"retry_base\": \"200ms\"%s%s},\n"
             " \"backends\": %s}\n",
-            e->redis.port, e->dir, e->dir, e->dir, e->origin_port, processor_extra ? ", " : "",
+            e->redis.port, e->dir, api_extra ? ", " : "", api_extra ? api_extra : "", e->dir,
+            e->dir, e->origin_port, processor_extra ? ", " : "",
             processor_extra ? processor_extra : "", notifier_extra ? ", " : "",
             notifier_extra ? notifier_extra : "", backends ? backends : "{\"http\": {\"timeout\": 5}}");
     fclose(f);

@@ -94,6 +94,9 @@ typedef struct {
  * backends is the whole backends object (NULL: http enabled). 0 or -1. */
 int h_env_start(h_env_t *e, const char *processor_extra, const char *notifier_extra,
                 const char *backends);
+/* The same with api_extra: JSON members appended to the api object (NULL: none). */
+int h_env_start_ex(h_env_t *e, const char *processor_extra, const char *notifier_extra,
+                   const char *backends, const char *api_extra);
 
 /* Starts `downloader <command>` with DOWNLOADER_TEST_TIME set; for api/all on a new
  * free port (stored in api_port) and waits until it listens. Logs to <dir>/<command>-N.log. */

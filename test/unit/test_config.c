@@ -155,6 +155,71 @@ static void test_load_missing_file(void **state)
     config_free(&c);
 }
 
+/* processor.block_private_networks / allow_cidrs and api.auth_token / auth_read. */
+static void test_security_keys(void **state)
+{
+    (void)state;
+    const char *doc = "{\"api\": {\"auth_token\": \"t0k\", \"auth_read\": true},"
+                      " \"processor\": {\"block_private_networks\": true,"
+                      " \"allow_cidrs\": [\"127.0.0.0/8\", \"fd00::/8\", \"10.1.2.3\"]}}";
+    config_t c;
+    char err[512];
+    assert_int_equal(config_parse(doc, strlen(doc), 0, &c, err, sizeof err), 0);
+    assert_string_equal(c.api_auth_token, "t0k");
+    assert_true(c.api_auth_read);
+    assert_true(c.block_private_networks);
+    assert_int_equal(c.n_allow_cidrs, 3);
+    assert_string_equal(c.allow_cidrs[1], "fd00::/8");
+    config_free(&c);
+    assert_int_equal(config_parse("{}", 2, 0, &c, err, sizeof err), 0);
+    assert_false(c.block_private_networks); /* off by default: drop-in compatible */
+    assert_int_equal(c.n_allow_cidrs, 0);
+    assert_null(c.api_auth_token);
+    assert_false(c.api_auth_read);
+    config_free(&c);
+    expect_error("{\"processor\": {\"allow_cidrs\": [\"127.0.0.0/8\", \"10.0.0.0/33\"]}}", 0,
+                 "config: processor.allow_cidrs entry \"10.0.0.0/33\" is not a valid CIDR");
+    expect_error("{\"processor\": {\"allow_cidrs\": [\"localhost\"]}}", 0,
+                 "config: processor.allow_cidrs entry \"localhost\" is not a valid CIDR");
+    expect_error("{\"processor\": {\"allow_cidrs\": \"10.0.0.0/8\"}}", 0,
+                 "config: processor.allow_cidrs must be an array of strings");
+    expect_error("{\"processor\": {\"block_private_networks\": 1}}", 0,
+                 "config: processor.block_private_networks must be true or false");
+    expect_error("{\"api\": {\"auth_token\": 5}}", 0, "config: api.auth_token must be a string");
+}
+
+/* Found by fuzz_config: a repeated "kafka" backend key (keys match case-insensitively)
+ * with fewer properties than the first wrote past the end of the property array. The
+ * last one wins, as for every other key. */
+static void test_repeated_kafka_backend(void **state)
+{
+    (void)state;
+    const char *doc = "{\"backends\": {\"kafka\": {\"a\": \"1\", \"b\": \"2\","
+                      " \"go.delivery.reports\": false}, \"Kafka\": {\"c\": 3}}}";
+    config_t c;
+    char err[512];
+    assert_int_equal(config_parse(doc, strlen(doc), 0, &c, err, sizeof err), 0);
+    assert_true(c.kafka_enabled);
+    assert_int_equal(c.n_kafka_props, 1);
+    assert_string_equal(c.kafka_props[0].name, "c");
+    assert_string_equal(c.kafka_props[0].value, "3");
+    assert_true(c.kafka_delivery_reports);
+    config_free(&c);
+    /* the fuzzer's input itself (first byte: components), kept in its seed corpus */
+    char path[1024];
+    const char *src = getenv("DOWNLOADER_SRC");
+    snprintf(path, sizeof path, "%s/test/fuzz/corpus/fuzz_config/crash_duplicate_kafka",
+             src ? src : ".");
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(n > 1);
+    config_parse(buf + 1, n - 1, buf[0] & 7, &c, err, sizeof err);
+    config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -163,6 +228,8 @@ int main(void)
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_components_select_required_keys),
         cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_security_keys),
+        cmocka_unit_test(test_repeated_kafka_backend),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,25 @@
+/* auth: the API's optional bearer token (api.auth_token, api.auth_read). With a token
+ * set, POST /download and POST /retry/<id> need "Authorization: Bearer <token>"; the
+ * read-only routes need it too when auth_read is on; GET /hb never does. */
+#ifndef DOWNLOADER_AUTH_H
+#define DOWNLOADER_AUTH_H
+
+#include <stdbool.h>
+
+#include "httpd.h"
+
+/* Does a request for this (percent-decoded) path need the token? */
+bool auth_required(const char *path, bool auth_read);
+
+/* Does an Authorization header value carry exactly this bearer token? The scheme is
+ * matched case-insensitively; the token is compared in constant time (SHA-256 of both
+ * sides, then CRYPTO_memcmp), so neither its bytes nor its length leak through timing.
+ * NULL or "" token: false. */
+bool auth_bearer_ok(const char *authorization, const char *token);
+
+/* The check at the top of the router: true when the request may go on. Otherwise it
+ * has answered 401 "Unauthorized" with WWW-Authenticate: Bearer and returns false.
+ * A NULL or empty token disables authentication. */
+bool auth_check(httpd_req_t *req, const char *token, bool auth_read);
+
+#endif

@@ -1,0 +1,426 @@
+#!/usr/bin/env node
+/* End-to-end test of the web dashboard in a real browser.
+ *
+ * Starts redis-server, the test origin (test/origin.py) and two `downloader all`
+ * processes, puts slow downloads in flight in two aggregations with different limits
+ * and makes one callback fail for good. Then opens the page in headless Debian chromium
+ * (driven by playwright-core) and checks what an operator sees: aggregation counts,
+ * instances, in-flight downloads, stats, the failed callback and its Retry button
+ * (confirmed in Redis), job lookup, the filter, both screen sizes, and Redis going away.
+ * Screenshots land in test/artifacts/.
+ *
+ * Env: DOWNLOADER_BIN (binary), DOWNLOADER_SRC (repo root), CHROMIUM (default
+ * /usr/bin/chromium), KEEP_TEST_DIRS=1 keeps the temp dir with all logs.
+ * Prints cmocka-style lines so test/run.sh counts the checks; exits 1 on any failure. */
+'use strict';
+
+const { spawn, execFileSync } = require('child_process');
+const fs = require('fs');
+const net = require('net');
+const os = require('os');
+const path = require('path');
+
+const SRC = process.env.DOWNLOADER_SRC || path.resolve(__dirname, '..', '..');
+const BIN = process.env.DOWNLOADER_BIN || path.join(SRC, 'build', 'downloader');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARTIFACTS = path.join(SRC, 'test', 'artifacts');
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const WATCHDOG_MS = 120000;
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dl-dashboard-'));
+const children = [];
+const results = [];
+
+/* ---------- processes ---------- */
+
+function start(name, cmd, args, env) {
+  const log = fs.openSync(path.join(tmp, name + '.log'), 'a');
+  const child = spawn(cmd, args, { stdio: ['ignore', log, log], env: Object.assign({}, process.env, env) });
+  fs.closeSync(log);
+  child.name = name;
+  child.exited = new Promise((resolve) => child.on('exit', resolve));
+  child.on('error', (e) => console.log(`# ${name}: ${e.message}`));
+  children.push(child);
+  return child;
+}
+
+async function stop(child, ms = 5000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => {
+    console.log(`# ${child.name} did not stop within ${ms} ms after SIGTERM: killed`);
+    child.kill('SIGKILL');
+  }, ms);
+  await child.exited;
+  clearTimeout(timer);
+}
+
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, ms = 10000, every = 100) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e.message;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}` + (last ? ` (last: ${last})` : ''));
+    await sleep(every);
+  }
+}
+
+function waitPort(port, ms = 10000) {
+  return until(`port ${port}`, () => new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+    s.on('error', () => resolve(false));
+  }), ms);
+}
+
+/* ---------- clients ---------- */
+
+let redisPort;
+function redis(...args) {
+  return execFileSync('redis-cli', ['-h', '127.0.0.1', '-p', String(redisPort), '--raw', ...args.map(String)],
+    { encoding: 'utf8', timeout: 5000 }).replace(/\n$/, '');
+}
+
+async function http(method, url, body) {
+  const r = await fetch(url, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let json = null;
+  try { json = JSON.parse(text); } catch (e) { /* not JSON */ }
+  return { status: r.status, text, json, headers: r.headers };
+}
+
+/* ---------- checks ---------- */
+
+async function check(name, fn) {
+  console.log(`[ RUN      ] ${name}`);
+  const t0 = Date.now();
+  try {
+    await fn();
+    console.log(`[       OK ] ${name} (${Date.now() - t0} ms)`);
+    results.push({ name, ok: true });
+  } catch (e) {
+    console.log(`# ${name}: ${e && e.message ? e.message : e}`);
+    console.log(`[  FAILED  ] ${name}`);
+    results.push({ name, ok: false });
+  }
+}
+
+function expect(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+function summary() {
+  const failed = results.filter((r) => !r.ok);
+  console.log(`[==========] ${results.length} test(s) run.`);
+  console.log(`[  PASSED  ] ${results.length - failed.length} test(s).`);
+  if (failed.length) {
+    console.log(`[  FAILED  ] ${failed.length} test(s), listed below:`);
+    for (const f of failed) console.log(`[  FAILED  ] ${f.name}`);
+  }
+  return failed.length;
+}
+
+function dumpLogs() {
+  for (const f of fs.readdirSync(tmp).filter((n) => n.endsWith('.log'))) {
+    const lines = fs.readFileSync(path.join(tmp, f), 'utf8').trimEnd().split('\n').slice(-15);
+    console.log(`# --- last lines of ${f}`);
+    for (const l of lines) console.log('# ' + l);
+  }
+}
+
+/* ---------- the test ---------- */
+
+const SLOW = { 'slow-a': { limit: 3, jobs: 6 }, 'slow-b': { limit: 2, jobs: 5 } };
+
+async function main() {
+  let playwright;
+  try {
+    playwright = require(path.join(SRC, 'test', 'node_modules', 'playwright-core'));
+  } catch (e) {
+    throw new Error(`playwright-core is not installed: run "npm ci" in test/ (${e.message})`);
+  }
+  expect(fs.existsSync(BIN), `no downloader binary at ${BIN}`);
+  expect(fs.existsSync(CHROMIUM), `chromium not found at ${CHROMIUM} (apt-get install chromium)`);
+
+  /* services */
+  redisPort = await freePort();
+  const originPort = await freePort();
+  const deadPort = await freePort(); /* nothing listens here */
+  const apiPorts = [await freePort(), await freePort()];
+  const redisProc = start('redis', 'redis-server', ['--port', redisPort, '--bind', '127.0.0.1', '--save', '',
+    '--appendonly', 'no', '--dir', tmp].map(String));
+  start('origin', 'python3', [path.join(SRC, 'test', 'origin.py'), '--port', String(originPort)]);
+  await waitPort(redisPort);
+  await waitPort(originPort);
+  const origin = `http://127.0.0.1:${originPort}`;
+  const config = {
+    redis: { addr: `127.0.0.1:${redisPort}` },
+    api: { heartbeat_path: path.join(tmp, 'hb') },
+    processor: {
+      storage_dir: path.join(tmp, 'tmp'), filestorage: { type: 'filesystem', rootdir: path.join(tmp, 'files') },
+      download_url: `http://127.0.0.1:${apiPorts[0]}/files`, stats_interval: 500, lease: '3s',
+      retry_base: '200ms', low_speed_time: 5,
+    },
+    notifier: { concurrency: 16, stats_interval: 500, deletion_interval: 1, lease: '3s', retry_base: '200ms', max_attempts: 1 },
+    backends: { http: { timeout: 5 } },
+  };
+  const cfgPath = path.join(tmp, 'config.json');
+  fs.writeFileSync(cfgPath, JSON.stringify(config, null, 1));
+  apiPorts.forEach((port, i) => start(`downloader-${i}`, BIN, ['all', '-c', cfgPath, '--host', '127.0.0.1', '-p', String(port)],
+    { DOWNLOADER_TEST_TIME: '1' }));
+  await Promise.all(apiPorts.map((p) => waitPort(p)));
+  const api = `http://127.0.0.1:${apiPorts[0]}`;
+
+  /* work: slow downloads in two aggregations (about 30 s each), one callback that fails */
+  const ids = {};
+  for (const [aggr, { limit, jobs }] of Object.entries(SLOW)) {
+    ids[aggr] = [];
+    for (let i = 0; i < jobs; i++) {
+      const nocl = aggr === 'slow-b' ? '&nocl=1' : '';
+      const r = await http('POST', `${api}/download`, {
+        url: `${origin}/data/300000?chunk=1000&chunk_delay_ms=100&aggr=${aggr}${nocl}`,
+        aggr_id: aggr, aggr_limit: limit, callback_url: `${origin}/callback/${aggr}`,
+      });
+      expect(r.status === 201, `enqueue: ${r.status} ${r.text}`);
+      ids[aggr].push(r.json.id);
+    }
+  }
+  await http('POST', `${origin}/_sink`, { down: true });
+  const bad = await http('POST', `${api}/download`, {
+    url: `${origin}/data/10`, aggr_id: 'cb-fail', aggr_limit: 1, callback_url: `${origin}/callback/fail`,
+  });
+  expect(bad.status === 201, `enqueue: ${bad.status} ${bad.text}`);
+  const failedId = bad.json.id;
+  await until('the callback to fail', () => redis('HGET', `job:${failedId}`, 'CallbackState') === 'Failed');
+  await http('POST', `${origin}/_sink`, { down: false });
+  /* a second failing callback, to a port nothing listens on */
+  const bad2 = await http('POST', `${api}/download`, {
+    url: `${origin}/data/10`, aggr_id: 'cb-fail', aggr_limit: 1, callback_url: `http://127.0.0.1:${deadPort}/cb`,
+  });
+  await until('the second callback to fail', () => redis('HGET', `job:${bad2.json.id}`, 'CallbackState') === 'Failed');
+
+  /* the browser */
+  let context;
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'dl-chromium-'));
+  try {
+    context = await playwright.chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 800 }, timeout: 30000,
+    });
+  } catch (e) {
+    throw new Error(`chromium could not start (${CHROMIUM}): ${e.message.split('\n')[0]}`);
+  }
+  const pageErrors = [];
+  try {
+    const page = context.pages()[0] || await context.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.setDefaultTimeout(15000);
+
+    await check('page loads from the binary, optional /hosts.js may 404', async () => {
+      const r = await page.goto(api + '/', { waitUntil: 'load' });
+      expect(r.status() === 200, `GET / answered ${r.status()}`);
+      expect((await page.title()) === 'Rate Limiting Downloader', `title ${await page.title()}`);
+      const hosts = await http('GET', `${api}/hosts.js`);
+      expect(hosts.status === 404, `/hosts.js answered ${hosts.status}`);
+      for (const f of ['/app.js', '/style.css', '/favicon.svg']) {
+        const s = await http('GET', api + f);
+        expect(s.status === 200, `${f} answered ${s.status}`);
+      }
+      await page.waitForSelector('#hosts .dot.ok');
+    });
+
+    const cell = (aggr, c) => page.$eval(`#aggregations tr[data-aggr="${aggr}"] .${c}`,
+      (e) => Number(e.dataset.value !== undefined ? e.dataset.value : e.textContent.replace(/,/g, '')));
+
+    await check('aggregation table shows ready and in-flight counts per aggregation', async () => {
+      for (const [aggr, { limit, jobs }] of Object.entries(SLOW)) {
+        await until(`${aggr} at ready=${jobs - limit} inflight=${limit}`, async () =>
+          (await cell(aggr, 'c-ready')) === jobs - limit && (await cell(aggr, 'c-inflight')) === limit, 15000, 250);
+        expect(Number(redis('LLEN', `q:${aggr}`)) === jobs - limit, `Redis q:${aggr} length`);
+        expect(Number(redis('HGET', `aggr:${aggr}`, 'inflight')) === limit, `Redis aggr:${aggr} inflight`);
+        expect((await cell(aggr, 'c-limit')) === limit, `${aggr} limit column`);
+        expect((await cell(aggr, 'c-delayed')) === 0, `${aggr} delayed column`);
+      }
+      const stats = (await http('GET', `${origin}/_stats`)).json;
+      for (const [aggr, { limit }] of Object.entries(SLOW)) {
+        expect(stats[aggr] && stats[aggr].max === limit, `origin saw ${JSON.stringify(stats[aggr])} for ${aggr}, limit ${limit}`);
+      }
+      const order = await page.$$eval('#aggregations tr[data-aggr]', (rows) => rows.map((r) => r.dataset.aggr));
+      expect(order.indexOf('slow-a') < order.indexOf('slow-b'), `sorted by waiting work: ${order}`);
+    });
+
+    await check('filter box narrows the aggregation table', async () => {
+      await page.fill('#aggr-filter', 'slow-b');
+      const rows = await page.$$eval('#aggregations tr[data-aggr]', (r) => r.map((x) => x.dataset.aggr));
+      expect(rows.length === 1 && rows[0] === 'slow-b', `rows after filter: ${rows}`);
+      await page.fill('#aggr-filter', '');
+      await page.waitForSelector('#aggregations tr[data-aggr="slow-a"]');
+    });
+
+    await check('both processor instances (and both apis) appear alive', async () => {
+      const names = redis('ZRANGE', 'instances', 0, -1).split('\n');
+      const procs = names.filter((n) => n.startsWith('processor:'));
+      expect(procs.length === 2, `Redis instances: ${names}`);
+      for (const comp of ['processor', 'notifier', 'api']) {
+        await until(`two alive ${comp} rows`, () => page.$$eval(`#instances tr.alive[data-instance^="${comp}:"]`,
+          (r) => r.length === 2), 10000, 250);
+      }
+      for (const name of procs) {
+        const status = await page.textContent(`#instances tr[data-instance="${name}"] .pill`);
+        expect(status.trim() === 'alive', `${name}: ${status}`);
+      }
+      const pids = await page.$$eval('#instances tr[data-instance^="processor:"] td:nth-child(3)', (t) => t.map((x) => +x.textContent));
+      const want = children.filter((c) => c.name.startsWith('downloader-')).map((c) => c.pid);
+      expect(want.every((p) => pids.includes(p)), `pids ${pids} vs ${want}`);
+    });
+
+    await check('in-flight panel lists the running downloads with progress', async () => {
+      const total = Object.values(SLOW).reduce((s, a) => s + a.limit, 0);
+      await until(`${total} in-flight items`, () => page.$$eval('#inflight li[data-job]', (l, n) => l.length === n, total), 10000, 250);
+      const aggrs = await page.$$eval('#inflight li[data-job] .tag', (t) => t.map((x) => x.textContent).sort());
+      expect(JSON.stringify(aggrs) === JSON.stringify(['slow-a', 'slow-a', 'slow-a', 'slow-b', 'slow-b']), `aggregations ${aggrs}`);
+      const unknown = await page.$$eval('#inflight li[data-job] .bar.unknown', (b) => b.length);
+      expect(unknown === 2, `slow-b has no Content-Length: ${unknown} indeterminate bars`);
+      await until('bytes received to show', () => page.$$eval('#inflight .f-bytes', (b) => b.some((x) => /KB/.test(x.textContent))), 8000, 250);
+    });
+
+    await check('stats panels and throughput chart render', async () => {
+      await page.waitForSelector('#stats-processor tr[data-key="spawnedWorkers"]');
+      await page.waitForSelector('#stats-notifier tr[data-key="failedCallbacks"]');
+      const heads = await page.$$eval('#stats-processor thead th', (t) => t.map((x) => x.textContent));
+      expect(heads.includes('Total') && heads.length === 4, `processor stats columns: ${heads}`);
+      const failedTotal = await page.textContent('#stats-notifier tr[data-key="failedCallbacks"] td.total');
+      expect(Number(failedTotal) >= 2, `failedCallbacks total ${failedTotal}`);
+      await page.waitForSelector('#chart-dl svg rect.c-ok');
+      await page.waitForSelector('#chart-cb svg rect.c-bad');
+    });
+
+    await check('job lookup shows a job status', async () => {
+      const id = ids['slow-a'][0];
+      await page.fill('#lookup-id', id);
+      await page.click('#lookup button[type=submit]');
+      await page.waitForSelector('#lookup-result dl');
+      const text = await page.textContent('#lookup-result');
+      expect(text.includes(id) && text.includes('slow-a') && text.includes('data/300000'), `lookup: ${text}`);
+      await page.fill('#lookup-id', 'NoSuchJob00000');
+      await page.click('#lookup button[type=submit]');
+      await page.waitForSelector('#lookup-result .msg:has-text("not found")');
+    });
+
+    await check('screenshot at 1280x800 without horizontal overflow', async () => {
+      fs.mkdirSync(ARTIFACTS, { recursive: true });
+      const o = await page.evaluate(() => [document.documentElement.scrollWidth, document.body.scrollWidth, innerWidth]);
+      expect(o[0] <= o[2] && o[1] <= o[2], `scroll widths ${o[0]}/${o[1]} > viewport ${o[2]}`);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-1280.png'), fullPage: true });
+    });
+
+    await check('failed callback has a Retry button that re-queues it (Redis confirms)', async () => {
+      const row = `#failed tr[data-job="${failedId}"]`;
+      await page.waitForSelector(`${row} button.retry`);
+      const err = await page.textContent(`${row} td.err`);
+      expect(/503/.test(err), `callback error shown: ${err}`);
+      expect(await page.$(`#failed tr[data-job="${bad2.json.id}"] button.retry`), 'second failed callback listed');
+      expect(Number(redis('ZSCORE', 'cb:failed', failedId)) > 0, 'job is in cb:failed');
+      const list = await http('GET', `${api}/dashboard/failed?limit=5`);
+      expect(list.status === 200 && list.headers.get('access-control-allow-origin') === '*', `/dashboard/failed: ${list.status}`);
+      const f = list.json.find((x) => x.id === failedId);
+      expect(f && f.aggr_id === 'cb-fail' && /503/.test(f.callback_error) && f.url.endsWith('/data/10') && f.updated_at_ms > 0,
+        `/dashboard/failed entry: ${JSON.stringify(f)}`);
+      expect(list.json.length === 2 && list.json[0].id === bad2.json.id, 'newest first');
+      expect((await http('GET', `${api}/dashboard/failed?limit=1`)).json.length === 1, 'limit=1');
+      const [resp] = await Promise.all([
+        page.waitForResponse((r) => r.url().endsWith(`/retry/${failedId}`)),
+        page.click(`${row} button.retry`),
+      ]);
+      expect(resp.status() === 204, `POST /retry answered ${resp.status()}`);
+      /* Redis: re-queued (Pending / InProgress), or already delivered (hash gone) */
+      const state = await until('Redis to show the callback re-queued', () => {
+        const s = redis('HGET', `job:${failedId}`, 'CallbackState');
+        return ['Pending', 'InProgress', ''].includes(s) && (s || 'delivered');
+      }, 5000, 20);
+      console.log(`# callback state after retry: ${state}`);
+      expect(redis('ZSCORE', 'cb:failed', failedId) === '', 'job left cb:failed');
+      await until('the job to be delivered and removed', () => redis('EXISTS', `job:${failedId}`) === '0', 10000);
+      const cbs = (await http('GET', `${origin}/_callbacks`)).json;
+      expect(cbs.some((c) => c.status === 200 && c.body.includes(failedId)), 'the sink got the retried callback');
+      await until('the row to leave the failed list', async () => !(await page.$(row)), 10000, 250);
+    });
+
+    await check('phone width (390x844) renders without horizontal overflow', async () => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.waitForTimeout(300);
+      const o = await page.evaluate(() => [document.documentElement.scrollWidth, document.body.scrollWidth, innerWidth]);
+      expect(o[0] <= o[2] && o[1] <= o[2], `scroll widths ${o[0]}/${o[1]} > viewport ${o[2]}`);
+      expect(await page.isVisible('#aggregations tr[data-aggr="slow-a"]'), 'aggregation table visible');
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-phone.png'), fullPage: true });
+      await page.setViewportSize({ width: 1280, height: 800 });
+    });
+
+    await check('Redis down: the page says so and keeps working', async () => {
+      await stop(redisProc);
+      const r = await until('the api to answer 503', async () => {
+        const x = await http('GET', `${api}/dashboard/aggregations`);
+        return x.status === 503 && x;
+      }, 10000, 200);
+      expect(/redis/i.test(r.text), `503 body: ${r.text}`);
+      await page.waitForSelector('#banner:has-text("Redis unavailable")', { state: 'visible', timeout: 10000 });
+      expect(await page.isVisible('#hosts .dot.bad'), 'host marked red');
+      expect(await page.isVisible('#aggregations'), 'panels still shown');
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-redis-down.png') });
+    });
+
+    await check('no JavaScript errors on the page', async () => {
+      expect(pageErrors.length === 0, `page errors: ${pageErrors.join(' | ')}`);
+    });
+  } finally {
+    await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+(async () => {
+  const t0 = Date.now();
+  const watchdog = setTimeout(() => {
+    console.log(`# watchdog: the test took longer than ${WATCHDOG_MS} ms`);
+    results.push({ name: 'watchdog', ok: false });
+    summary();
+    dumpLogs();
+    process.exit(1);
+  }, WATCHDOG_MS);
+  try {
+    await main();
+  } catch (e) {
+    console.log(`# setup failed: ${e.message}`);
+    results.push({ name: 'dashboard setup (services and browser)', ok: false });
+  }
+  await Promise.all(children.map((c) => stop(c)));
+  clearTimeout(watchdog);
+  console.log(`# took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const failed = summary();
+  if (failed) dumpLogs();
+  if (process.env.KEEP_TEST_DIRS) console.log(`# kept ${tmp}`);
+  else fs.rmSync(tmp, { recursive: true, force: true });
+  process.exit(failed ? 1 : 0);
+})();

@@ -1,0 +1,450 @@
+/* Downloader dashboard: polls the read-only JSON endpoints of every API host (own origin,
+ * or the base URLs in window.Hosts from the optional /hosts.js), merges them and renders
+ * the panels. Vanilla JS, no dependencies. */
+'use strict';
+(function () {
+  const EVERY_MS = 3000;
+  const TIMEOUT_MS = 4000;
+  const bases = (Array.isArray(window.Hosts) && window.Hosts.length ? window.Hosts : [''])
+    .map((b) => String(b).replace(/\/+$/, ''));
+  const $ = (sel) => document.querySelector(sel);
+  const retried = {}; /* job id -> note shown in its row until it leaves the list */
+  let last = null;
+
+  /* ---------- small helpers ---------- */
+
+  function el(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else if (k === 'class') e.className = v;
+      else e.setAttribute(k, v);
+    }
+    for (const kid of kids.flat()) {
+      if (kid !== undefined && kid !== null && kid !== false) e.append(kid instanceof Node ? kid : String(kid));
+    }
+    return e;
+  }
+
+  function fillBody(table, rows, cols, empty) {
+    const tb = table.tBodies[0];
+    tb.replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { class: 'empty', colspan: cols }, empty))]));
+  }
+
+  const hostName = (b) => (b ? b.replace(/^[a-z]+:\/\//i, '') : location.host);
+  const num = (n) => (typeof n === 'number' ? n.toLocaleString('en-US') : n === undefined ? '' : String(n));
+  const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
+  const stamp = (ms) => (ms > 0 ? new Date(ms).toLocaleString([], { hour12: false }) : '');
+
+  function dur(ms) {
+    const s = Math.max(0, Math.round(ms / 1000));
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + 'm ' + (s % 60) + 's';
+    if (s < 86400) return Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm';
+    return Math.floor(s / 86400) + 'd ' + Math.floor((s % 86400) / 3600) + 'h';
+  }
+
+  function ago(ms) {
+    return ms < 10000 ? (Math.max(0, ms) / 1000).toFixed(1) + ' s ago' : dur(ms) + ' ago';
+  }
+
+  function bytes(n) {
+    if (n < 1024) return n + ' B';
+    const u = ['KB', 'MB', 'GB', 'TB'];
+    let i = -1;
+    do { n /= 1024; i++; } while (n >= 1024 && i < u.length - 1);
+    return n.toFixed(n < 10 ? 1 : 0) + ' ' + u[i];
+  }
+
+  /* ---------- fetching ---------- */
+
+  /* Resolves to parsed JSON (null for 404 when allow404), or rejects with
+   * {kind: 'redis' | 'http' | 'net', msg}. The API answers 503 with text when Redis is away. */
+  async function getJSON(base, path, allow404) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
+    let r;
+    try {
+      r = await fetch(base + path, { cache: 'no-store', signal: ctl.signal });
+    } catch (e) {
+      throw { kind: 'net', msg: 'API unreachable (' + (e.name === 'AbortError' ? 'timeout' : e.message) + ')' };
+    } finally {
+      clearTimeout(timer);
+    }
+    if (r.status === 404 && allow404) return null;
+    if (!r.ok) {
+      const text = (await r.text().catch(() => '')).trim();
+      throw { kind: r.status === 503 ? 'redis' : 'http', msg: 'HTTP ' + r.status + (text ? ': ' + text : '') };
+    }
+    return r.json();
+  }
+
+  async function pollHost(base) {
+    const want = {
+      aggrs: ['/dashboard/aggregations'],
+      inst: ['/dashboard/instances'],
+      hist: ['/dashboard/history'],
+      failed: ['/dashboard/failed?limit=20'],
+      proc: ['/stats/processor', true],
+      notif: ['/stats/notifier', true],
+    };
+    const keys = Object.keys(want);
+    const res = await Promise.allSettled(keys.map((k) => getJSON(base, ...want[k])));
+    const out = { base, data: {}, error: null };
+    res.forEach((r, i) => {
+      if (r.status === 'fulfilled') out.data[keys[i]] = r.value;
+      else if (!out.error || r.reason.kind === 'redis') out.error = r.reason;
+    });
+    return out;
+  }
+
+  /* ---------- merging hosts ---------- */
+
+  /* Several API hosts in front of one Redis report the same data: identical answers
+   * count once, with the list of hosts that gave them. */
+  function unique(results, key) {
+    const seen = new Map();
+    for (const r of results) {
+      const v = r.data[key];
+      if (v === undefined || v === null) continue;
+      const s = JSON.stringify(v);
+      if (seen.has(s)) seen.get(s).hosts.push(hostName(r.base));
+      else seen.set(s, { hosts: [hostName(r.base)], v });
+    }
+    return [...seen.values()];
+  }
+
+  function merge(results) {
+    const m = { aggrs: [], inst: new Map(), failed: new Map(), hist: null, stats: { processor: {}, notifier: {} } };
+    const aggrKeys = new Map();
+    for (const { hosts, v } of unique(results, 'aggrs')) {
+      for (const a of v) {
+        const key = [a.id, a.limit, a.proxy, a.ready, a.delayed, a.inflight].join('\u0000');
+        if (aggrKeys.has(key)) { aggrKeys.get(key).hosts.push(...hosts); continue; }
+        const row = Object.assign({ hosts: hosts.slice() }, a);
+        aggrKeys.set(key, row);
+        m.aggrs.push(row);
+      }
+    }
+    m.aggrs.sort((x, y) => y.ready + y.delayed - (x.ready + x.delayed) || y.inflight - x.inflight || (x.id < y.id ? -1 : 1));
+    for (const r of results) {
+      const d = r.data.inst;
+      for (const i of (d && d.instances) || []) {
+        const info = i.info || {};
+        const prev = m.inst.get(i.name);
+        if (prev && prev.info.seen_ms >= info.seen_ms) continue;
+        m.inst.set(i.name, { name: i.name, alive: i.alive, info, now: d.now_ms, base: r.base });
+      }
+      for (const f of r.data.failed || []) if (!m.failed.has(f.id)) m.failed.set(f.id, Object.assign({ base: r.base }, f));
+    }
+    for (const { v } of unique(results, 'hist')) {
+      if (!m.hist) { m.hist = JSON.parse(JSON.stringify(v)); continue; }
+      const off = v.first_minute - m.hist.first_minute;
+      for (const k of ['downloads_ok', 'downloads_failed', 'callbacks_ok', 'callbacks_failed']) {
+        v[k].forEach((n, i) => { if (m.hist[k][i + off] !== undefined) m.hist[k][i + off] += n; });
+      }
+    }
+    for (const [key, comp] of [['proc', 'processor'], ['notif', 'notifier']]) {
+      for (const { v } of unique(results, key)) {
+        for (const [k, n] of Object.entries(v)) m.stats[comp][k] = (m.stats[comp][k] || 0) + n;
+      }
+    }
+    return m;
+  }
+
+  /* ---------- panels ---------- */
+
+  function renderStatus(results) {
+    $('#hosts').replaceChildren(...results.map((r) => {
+      const st = r.error ? (r.error.kind === 'redis' ? 'Redis down' : 'unreachable') : 'ok';
+      return el('li', { title: r.error ? r.error.msg : 'API and Redis reachable' },
+        el('span', { class: 'dot ' + (r.error ? 'bad' : 'ok') }), hostName(r.base) + (r.error ? ' · ' + st : ''));
+    }));
+    const bad = results.filter((r) => r.error);
+    const banner = $('#banner');
+    banner.hidden = !bad.length;
+    if (bad.length) {
+      const redis = bad.some((r) => r.error.kind === 'redis');
+      banner.replaceChildren(
+        redis ? 'Redis unavailable: the downloader cannot read or queue anything right now.' : 'API unreachable: showing the last data received.',
+        ...bad.map((r) => el('small', {}, hostName(r.base) + ' — ' + r.error.msg)));
+    }
+    $('#main').classList.toggle('stale', bad.length === results.length);
+    $('#updated').textContent = (bad.length === results.length ? 'last good update ' : 'updated ') +
+      (last ? clock(last) : 'never');
+  }
+
+  function renderCards(m, instances) {
+    const alive = instances.filter((i) => i.alive).length;
+    const sum = (k) => m.aggrs.reduce((s, a) => s + (a[k] || 0), 0);
+    const hour = (k) => (m.hist ? m.hist[k].reduce((s, n) => s + n, 0) : 0);
+    const failed = (k) => hour(k) > 0 && el('small', { class: 'bad' }, num(hour(k)) + ' failed');
+    const cards = [
+      ['Instances alive', alive + (alive < instances.length ? ' / ' + instances.length : ''), alive < instances.length],
+      ['Aggregations', m.aggrs.length],
+      ['Jobs ready', sum('ready')],
+      ['Retries waiting', sum('delayed')],
+      ['Downloading now', sum('inflight')],
+      ['Downloads · 1 h', hour('downloads_ok'), false, failed('downloads_failed')],
+      ['Callbacks · 1 h', hour('callbacks_ok'), false, failed('callbacks_failed')],
+    ];
+    $('#cards').replaceChildren(...cards.map(([k, v, bad, extra]) =>
+      el('div', { class: 'card' + (bad ? ' bad' : '') }, el('div', { class: 'v' }, num(v), extra), el('div', { class: 'k' }, k))));
+  }
+
+  function renderInstances(instances) {
+    const order = { api: 0, processor: 1, notifier: 2 };
+    instances.sort((a, b) => (order[a.info.component] ?? 9) - (order[b.info.component] ?? 9) || (a.name < b.name ? -1 : 1));
+    const rows = instances.map((i) => {
+      const f = i.info;
+      return el('tr', { 'data-instance': i.name, class: i.alive ? 'alive' : 'dead', title: 'instance ' + f.instance },
+        el('td', {}, el('span', { class: 'badge ' + f.component }, f.component)),
+        el('td', {}, f.host),
+        el('td', { class: 'num opt' }, f.pid),
+        el('td', { class: 'mono opt nowrap' }, f.version),
+        el('td', { class: 'num' }, f.started_ms ? dur((i.alive ? i.now : f.seen_ms) - f.started_ms) : ''),
+        el('td', { class: 'num', title: f.seen_ms ? stamp(f.seen_ms) : '' }, f.seen_ms ? ago(i.now - f.seen_ms) : ''),
+        el('td', {}, el('span', { class: 'pill ' + (i.alive ? 'ok' : 'bad') },
+          el('span', { class: 'dot ' + (i.alive ? 'ok' : 'bad') }), i.alive ? 'alive' : 'dead')));
+    });
+    fillBody($('#instances'), rows, 7, 'No instance has reported yet');
+    const alive = instances.filter((i) => i.alive).length;
+    $('#inst-count').textContent = alive + ' alive' + (alive < instances.length ? ', ' + (instances.length - alive) + ' dead' : '');
+  }
+
+  function usage(n, limit) {
+    const pct = limit > 0 ? Math.min(100, (100 * n) / limit) : 0;
+    return el('span', { class: 'use', title: n + ' of ' + limit + ' slots in use' },
+      el('span', { class: 'bar' + (n >= limit ? ' full' : '') }, el('i', { style: 'width:' + pct + '%' })),
+      el('span', { class: 'n' }, n), el('span', { class: 'muted' }, '/' + limit));
+  }
+
+  function renderAggregations(m) {
+    const q = $('#aggr-filter').value.trim().toLowerCase();
+    const list = m.aggrs.filter((a) => !q || a.id.toLowerCase().includes(q) || (a.proxy || '').toLowerCase().includes(q));
+    const rows = list.map((a) => el('tr', { 'data-aggr': a.id },
+      el('td', { class: 'mono', title: a.name }, a.id),
+      el('td', { class: 'num c-limit opt' }, a.limit),
+      el('td', { class: 'mono muted' }, a.proxy || '—'),
+      el('td', { class: 'num c-ready' }, num(a.ready)),
+      el('td', { class: 'num c-delayed' }, num(a.delayed)),
+      el('td', { class: 'num c-inflight', 'data-value': a.inflight }, usage(a.inflight, a.limit)),
+      el('td', { class: 'host-col muted' }, a.hosts.join(', '))));
+    fillBody($('#aggregations'), rows, 7, q ? 'No aggregation matches the filter' : 'No aggregation has work right now');
+    $('#aggr-count').textContent = q ? list.length + ' of ' + m.aggrs.length : m.aggrs.length ? String(m.aggrs.length) : '';
+  }
+
+  function renderInflight(instances) {
+    let running = 0;
+    const list = [];
+    for (const i of instances) {
+      if (!i.alive || i.info.component !== 'processor') continue;
+      running += (i.info.gauges && i.info.gauges.workers) || 0;
+      for (const d of i.info.inflight || []) list.push(Object.assign({ host: i.info.host, instance: i.info.instance }, d));
+    }
+    list.sort((a, b) => b.elapsed_ms - a.elapsed_ms);
+    const items = list.map((d) => {
+      const known = d.total >= 0;
+      const pct = known && d.total > 0 ? Math.min(100, (100 * d.bytes) / d.total) : 0;
+      return el('li', { 'data-job': d.id },
+        el('div', { class: 'f-top' },
+          el('span', { class: 'url', title: d.url + '\njob ' + d.id + ' on ' + d.instance }, d.url),
+          el('span', { class: 'f-time', title: 'elapsed' }, dur(d.elapsed_ms))),
+        el('div', { class: 'f-bot' },
+          el('span', { class: 'tag', title: 'aggregation' }, d.aggr),
+          el('span', { class: 'bar' + (known ? '' : ' unknown') }, el('i', { style: known ? 'width:' + pct.toFixed(1) + '%' : '' })),
+          el('span', { class: 'f-bytes' }, known ? bytes(d.bytes) + ' of ' + bytes(d.total) + ' · ' + pct.toFixed(0) + '%' : bytes(d.bytes) + ' · size unknown')));
+    });
+    $('#inflight').replaceChildren(...(items.length ? items : [el('li', { class: 'empty' }, 'Nothing is downloading right now')]));
+    $('#inflight-count').textContent = running ? (list.length < running ? list.length + ' slowest of ' + running + ' running' : running + ' running') : '';
+  }
+
+  function renderStats(comp, total, instances) {
+    const cols = instances.filter((i) => i.alive && i.info.component === comp);
+    const value = (i, k) => {
+      const f = i.info;
+      if (k === 'alive') return 1;
+      return f.counters && k in f.counters ? f.counters[k] : f.gauges && k in f.gauges ? f.gauges[k] : undefined;
+    };
+    const keys = new Set(Object.keys(total));
+    for (const i of cols) for (const k of Object.keys(Object.assign({}, i.info.counters, i.info.gauges))) keys.add(k);
+    const table = $('#stats-' + comp);
+    table.tHead.replaceChildren(el('tr', {}, el('th', {}, 'Counter'),
+      el('th', { class: 'num', title: 'all instances (counters accumulate across restarts)' }, 'Total'),
+      cols.map((i) => el('th', { class: 'num', title: i.info.instance }, i.info.host + ':' + i.info.pid))));
+    const rows = [...keys].sort().map((k) => el('tr', { 'data-key': k }, el('td', {}, k),
+      el('td', { class: 'num total' }, num(total[k])),
+      cols.map((i) => el('td', { class: 'num' }, num(value(i, k))))));
+    fillBody(table, rows, cols.length + 2, 'No stats found');
+  }
+
+  function renderFailed(m) {
+    const list = [...m.failed.values()].sort((a, b) => b.updated_at_ms - a.updated_at_ms);
+    const now = Date.now();
+    const rows = list.map((f) => el('tr', { 'data-job': f.id },
+      el('td', {}, el('button', { class: 'linkish', type: 'button', title: f.url, onclick: () => lookup(f.id) }, f.id),
+        el('div', { class: 'url muted', title: f.url }, f.url)),
+      el('td', { class: 'mono' }, f.aggr_id),
+      el('td', { class: 'err' }, f.callback_error || '—'),
+      el('td', { class: 'num', title: stamp(f.updated_at_ms) }, f.updated_at_ms ? ago(now - f.updated_at_ms) : ''),
+      el('td', { class: 'num' }, retried[f.id] ? el('span', { class: 'muted' }, retried[f.id])
+        : el('button', { class: 'retry', type: 'button', onclick: (e) => retry(f, e.target) }, 'Retry'))));
+    fillBody($('#failed'), rows, 5, 'No failed callbacks');
+    $('#failed-count').textContent = list.length ? String(list.length) : '';
+  }
+
+  /* A bar chart of ok (green) and failed (red) per minute, drawn as SVG to the panel width. */
+  function chart(box, legend, ok, bad, first) {
+    const W = Math.max(200, box.clientWidth || 600), H = 110, L = 34, B = 16, T = 6;
+    const n = ok.length;
+    const max = Math.max(1, ...ok.map((v, i) => v + bad[i]));
+    const step = Math.pow(10, Math.floor(Math.log10(max)));
+    const top = Math.ceil(max / step) * step;
+    const y = (v) => T + (H - T - B) * (1 - v / top);
+    const bw = (W - L) / n;
+    const hhmm = (i) => new Date((first + i) * 60000).toTimeString().slice(0, 5);
+    let s = '<svg viewBox="0 0 ' + W + ' ' + H + '" width="' + W + '" height="' + H + '" role="img">';
+    for (const v of [0, top / 2, top]) {
+      s += '<line class="grid" x1="' + L + '" x2="' + W + '" y1="' + y(v) + '" y2="' + y(v) + '"/>';
+      s += '<text x="' + (L - 4) + '" y="' + (y(v) + 3) + '" text-anchor="end">' + (Number.isInteger(v) ? v : v.toFixed(1)) + '</text>';
+    }
+    for (let i = 0; i < n; i++) {
+      const x = L + i * bw + 0.5, w = Math.max(1, bw - 1.5);
+      const tip = '<title>' + hhmm(i) + ': ' + ok[i] + ' ok, ' + bad[i] + ' failed</title>';
+      if (ok[i]) s += '<rect class="c-ok" x="' + x + '" y="' + y(ok[i]) + '" width="' + w + '" height="' + (y(0) - y(ok[i])) + '">' + tip + '</rect>';
+      if (bad[i]) s += '<rect class="c-bad" x="' + x + '" y="' + y(ok[i] + bad[i]) + '" width="' + w + '" height="' + (y(ok[i]) - y(ok[i] + bad[i])) + '">' + tip + '</rect>';
+    }
+    for (const i of [0, Math.floor(n / 2), n - 1]) {
+      s += '<text x="' + (L + i * bw + bw / 2) + '" y="' + (H - 3) + '" text-anchor="' + (i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle') + '">' + hhmm(i) + '</text>';
+    }
+    box.innerHTML = s + '</svg>';
+    const total = (a) => a.reduce((t, v) => t + v, 0);
+    legend.replaceChildren(el('span', {}, el('b', { class: 'c-ok' }), num(total(ok)) + ' ok'),
+      el('span', {}, el('b', { class: 'c-bad' }), num(total(bad)) + ' failed'),
+      el('span', {}, num(ok[n - 2] + bad[n - 2]) + ' last minute'));
+  }
+
+  function renderCharts(m) {
+    if (!m.hist) return;
+    const h = m.hist;
+    chart($('#chart-dl'), $('#dl-legend'), h.downloads_ok, h.downloads_failed, h.first_minute);
+    chart($('#chart-cb'), $('#cb-legend'), h.callbacks_ok, h.callbacks_failed, h.first_minute);
+  }
+
+  function render(results) {
+    const ok = results.filter((r) => !r.error);
+    if (ok.length) last = Date.now();
+    renderStatus(results);
+    if (!ok.length) return; /* keep the last data (or the placeholders), dimmed */
+    const m = (render.model = merge(ok));
+    const instances = [...m.inst.values()];
+    renderCards(m, instances);
+    renderInstances(instances);
+    renderAggregations(m);
+    renderInflight(instances);
+    renderStats('processor', m.stats.processor, instances);
+    renderStats('notifier', m.stats.notifier, instances);
+    renderFailed(m);
+    renderCharts(m);
+  }
+
+  /* ---------- actions ---------- */
+
+  async function retry(f, button) {
+    button.disabled = true;
+    button.textContent = 'Retrying…';
+    const cross = f.base && new URL(f.base, location.href).origin !== location.origin;
+    try {
+      /* /retry sends no CORS header: for another host the answer cannot be read, the next
+       * refresh shows whether the job left the list. */
+      const r = await fetch(f.base + '/retry/' + encodeURIComponent(f.id), { method: 'POST', mode: cross ? 'no-cors' : 'cors' });
+      if (!cross && r.status !== 204) throw new Error('HTTP ' + r.status + ': ' + (await r.text()).trim());
+      retried[f.id] = 'Re-queued';
+    } catch (e) {
+      retried[f.id] = 'Retry failed: ' + e.message;
+    }
+    if (render.model) renderFailed(render.model);
+    setTimeout(() => delete retried[f.id], 4 * EVERY_MS);
+    tick(true);
+  }
+
+  const FIELDS = [
+    ['id', 'Id'], ['download_state', 'Download'], ['callback_state', 'Callback'], ['url', 'URL'],
+    ['aggr_id', 'Aggregation'], ['download_attempts', 'Download attempts'], ['callback_attempts', 'Callback attempts'],
+    ['response_code', 'HTTP status'], ['size', 'Size'], ['mime_type', 'MIME type'], ['image_size', 'Image size'],
+    ['download_error', 'Download error'], ['last_error', 'Last error'], ['callback_error', 'Callback error'],
+    ['lost_leases', 'Lost leases'], ['extra', 'Extra'], ['created_at_ms', 'Created'], ['updated_at_ms', 'Updated'],
+    ['next_attempt_at_ms', 'Next attempt'], ['expires_in_ms', 'Expires in'], ['file_url', 'File'],
+  ];
+
+  function show(v, k) {
+    if (k === 'size') return bytes(v);
+    if (k.endsWith('_at_ms')) return stamp(v);
+    if (k === 'expires_in_ms') return dur(v);
+    if (k === 'file_url') return el('a', { href: v, target: '_blank', rel: 'noopener' }, v);
+    return v;
+  }
+
+  async function lookup(id) {
+    const out = $('#lookup-result');
+    $('#lookup-id').value = id = id.trim();
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
+      out.replaceChildren(el('div', { class: 'msg bad' }, 'A job id is 14 characters of A–Z, a–z, 0–9, "-" and "_".'));
+      return;
+    }
+    out.replaceChildren(el('div', { class: 'msg' }, 'Looking up ' + id + '…'));
+    let err = null, missing = 0;
+    for (const base of bases) {
+      try {
+        const j = await getJSON(base, '/download/' + encodeURIComponent(id), true);
+        if (!j) { missing++; continue; }
+        const dl = el('dl', {});
+        for (const [k, label] of FIELDS) {
+          const v = j[k];
+          if (v === '' || v === undefined || v === null || (v === 0 && k !== 'download_attempts') || (k === 'expires_in_ms' && v < 0)) continue;
+          dl.append(el('dt', {}, label), el('dd', {}, show(v, k)));
+        }
+        if (bases.length > 1) dl.append(el('dt', {}, 'Host'), el('dd', {}, hostName(base)));
+        out.replaceChildren(dl);
+        if (j.callback_state === 'Failed') {
+          out.append(el('p', {}, el('button', { class: 'retry', type: 'button',
+            onclick: (e) => retry({ id, base }, e.target).then(() => lookup(id)) }, 'Retry callback')));
+        }
+        return;
+      } catch (e) {
+        err = err || Object.assign({ base }, e);
+      }
+    }
+    const note = err ? hostName(err.base) + ': ' + err.msg : '';
+    out.replaceChildren(missing || !err
+      ? el('div', { class: 'msg' }, 'Job ' + id + ' not found: unknown id, or its callback was delivered and it was removed.', note && el('small', { class: 'muted' }, ' (' + note + ')'))
+      : el('div', { class: 'msg bad' }, note));
+  }
+
+  /* ---------- loop ---------- */
+
+  let timer = null, busy = false;
+  async function tick(soon) {
+    clearTimeout(timer);
+    if (busy) { timer = setTimeout(tick, 200); return; }
+    busy = true;
+    try {
+      if (soon) await new Promise((r) => setTimeout(r, 300));
+      render(await Promise.all(bases.map(pollHost)));
+    } catch (e) {
+      console.error(e);
+    } finally {
+      busy = false;
+      timer = setTimeout(tick, EVERY_MS);
+    }
+  }
+
+  document.body.classList.toggle('multi', bases.length > 1);
+  $('#every').textContent = String(EVERY_MS / 1000);
+  $('#aggr-filter').addEventListener('input', () => render.model && renderAggregations(render.model));
+  $('#lookup').addEventListener('submit', (e) => { e.preventDefault(); lookup($('#lookup-id').value); });
+  let resize = null;
+  window.addEventListener('resize', () => { clearTimeout(resize); resize = setTimeout(() => render.model && renderCharts(render.model), 150); });
+  tick();
+})();
