@@ -47,6 +47,9 @@ typedef struct {
     const char *tmp_path;      /* created/truncated; removed again on any failure */
     fetch_head_fn on_head;     /* NULL when no check is needed */
     void *head_arg;
+    size_t mem_limit;          /* > 0: keep a body of at most this many bytes in memory
+                                  (res.mem) instead of a temp file; a larger body switches
+                                  to the temp file. 0: always stream to tmp_path */
 } fetch_req_t;
 
 typedef struct {
@@ -59,6 +62,9 @@ typedef struct {
     uint64_t bytes;        /* body bytes written */
     char error[1024];      /* "Error while <phase>, <detail>, retriable: <b>, internal: <b>" */
     char stat[48];         /* stat counter to bump ("download.response.404"), "" for none */
+    unsigned char *mem;    /* ok and the body stayed in memory (see mem_limit): the body,
+                              owned by the done callback (free it); no temp file exists */
+    size_t mem_len;
 } fetch_result_t;
 
 typedef struct fetch fetch_t;

@@ -59,6 +59,10 @@ struct fetch {
     bool has_location; /* ... and it carried a Location */
     bool encoded;      /* ... and a Content-Encoding */
     bool decoding;     /* we asked for gzip ourselves (curl decodes) */
+    bool in_memory;    /* the body so far is held in wbuf only (mem_limit mode) */
+    bool opening;      /* the temp file is being opened mid-transfer */
+    bool file_made;    /* the temp file was created (so it must go on failure) */
+    size_t mem_limit;
     uv_file fd;
     uv_fs_t req; /* open, writes, close, unlink: never two at once */
     unsigned char *wbuf;
@@ -304,7 +308,12 @@ static void fetch_free(fetch_t *f)
 
 static void complete(fetch_t *f)
 {
-    f->res.bytes = f->written;
+    f->res.bytes = f->received;
+    if (f->res.ok && f->in_memory) { /* hand the body over: no temp file exists */
+        f->res.mem = f->wbuf;
+        f->res.mem_len = f->wlen;
+        f->wbuf = NULL;
+    }
     log_debug("fetch", "download finished", "url=%s ok=%d status=%ld bytes=%llu error=%s",
               log_q(log_redact_url(f->url)), f->res.ok, f->res.response_code,
               (unsigned long long)f->res.bytes, log_q(f->res.ok ? "" : f->res.error));
@@ -332,11 +341,12 @@ static void on_closed(uv_fs_t *req)
 /* After the transfer: wait for the write in flight, close, unlink on failure, done. */
 static void finish_io(fetch_t *f)
 {
-    if (f->writing) return; /* on_written comes back here */
+    if (f->writing || f->opening) return; /* on_written / on_opened_late come back here */
     if (f->fd >= 0) {
         if (uv_fs_close(f->loop, &f->req, f->fd, on_closed) == 0) return;
         f->fd = -1;
     }
+    /* a failure always ends through the (async) unlink, also when no file was made */
     if (!f->res.ok && uv_fs_unlink(f->loop, &f->req, f->tmp_path, on_unlinked) == 0) return;
     complete(f);
 }
@@ -416,8 +426,66 @@ static void on_written(uv_fs_t *req)
         resume(f);
 }
 
+static void on_opened_late(uv_fs_t *req);
+
+/* The body outgrew mem_limit: open the temp file now; what is held gets written once it
+ * is open, and curl stays paused meanwhile. */
+static int switch_to_file(fetch_t *f)
+{
+    int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+    f->in_memory = false;
+    if (uv_fs_open(f->loop, &f->req, f->tmp_path, flags, 0644, on_opened_late) != 0) {
+        fail(f, "creating tmp file", "cannot open the temp file", true, true, "failures");
+        return -1;
+    }
+    f->opening = true;
+    return 0;
+}
+
+static void on_opened_late(uv_fs_t *req)
+{
+    fetch_t *f = req->data;
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    f->opening = false;
+    if (r >= 0) {
+        f->fd = (uv_file)r;
+        f->file_made = true;
+    } else {
+        fail_os(f, "creating tmp file", (long)r, true);
+    }
+    if (!f->failed && f->wlen > f->woff && submit_write(f) == 0) return; /* on_written goes on */
+    release_buffer(f);
+    if (f->stage == ST_FINISHING)
+        finish_io(f);
+    else if (f->failed)
+        abort_transfer(f);
+    else if (f->paused)
+        resume(f);
+}
+
+/* mem_limit mode: append to the body held in memory. */
+static int hold_chunk(fetch_t *f, const char *data, size_t len)
+{
+    size_t need = f->wlen + len;
+    if (need > f->wcap) {
+        size_t cap = (need + FETCH_WBUF_STEP - 1) / FETCH_WBUF_STEP * FETCH_WBUF_STEP;
+        unsigned char *nb = realloc(f->wbuf, cap);
+        if (!nb) {
+            fail(f, "downloading file", "out of memory", true, true, "failures");
+            return -1;
+        }
+        f->wbuf = nb;
+        f->wcap = cap;
+    }
+    memcpy(f->wbuf + f->wlen, data, len);
+    f->wlen = need;
+    return need > f->mem_limit ? switch_to_file(f) : 0;
+}
+
 static int keep_chunk(fetch_t *f, const char *data, size_t len)
 {
+    if (f->in_memory) return hold_chunk(f, data, len);
     if (len > f->wcap) {
         size_t cap = (len + FETCH_WBUF_STEP - 1) / FETCH_WBUF_STEP * FETCH_WBUF_STEP;
         unsigned char *nb = realloc(f->wbuf, cap);
@@ -464,7 +532,7 @@ static size_t write_body(fetch_t *f, const char *data, size_t len)
 {
     if (f->cancel_req) fail_cancel(f);
     if (f->failed) return 0;
-    if (f->writing) {
+    if (f->writing || f->opening) {
         f->paused = true;
         return CURL_WRITEFUNC_PAUSE;
     }
@@ -922,6 +990,19 @@ fetch_t *fetch_start(uv_loop_t *loop, curlm_t *m, const fetch_opts_t *opts, cons
     }
     if (rc == -1) { /* nothing to open: report through the (async) unlink */
         fail(f, "creating request", err, false, false, "");
+        f->stage = ST_FINISHING;
+        if (uv_fs_unlink(loop, &f->req, f->tmp_path, on_unlinked) == 0) return f;
+        fetch_free(f);
+        return NULL;
+    }
+    if (req->mem_limit > 0) { /* no temp file unless the body outgrows mem_limit */
+        f->in_memory = true;
+        f->mem_limit = req->mem_limit;
+        if (curlm_add(m, f->easy, on_curl_done, f) == 0) {
+            f->stage = ST_RUNNING;
+            return f;
+        }
+        fail(f, "performing request", "cannot start the transfer", true, true, "failures");
         f->stage = ST_FINISHING;
         if (uv_fs_unlink(loop, &f->req, f->tmp_path, on_unlinked) == 0) return f;
         fetch_free(f);

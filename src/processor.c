@@ -33,6 +33,7 @@
 #define MAX_LOST_LEASES 10
 #define RETRY_CAP_MS (6ULL * 3600 * 1000)
 #define INFLIGHT_REPORT 20
+#define SMALL_BODY (16 * 1024) /* bodies up to this stay in memory until they are stored */
 
 typedef struct dl dl_t;
 
@@ -350,7 +351,11 @@ static void on_fetched(fetch_t *f, const fetch_result_t *res, void *arg)
     *fc = (fin_ctx_t){d, res->response_code, res->bytes};
     d->phase = PH_FINALIZE;
     const char *img = d->c.job.extract_image_size && is_image_type(d->mime) ? d->mime : NULL;
-    if (files_finalize(p->app->loop, d->tmp, d->final, img, on_finalized, fc) < 0) {
+    int rc = res->mem ? files_finalize_mem(p->app->loop, d->tmp, d->final, img, res->mem,
+                                           res->mem_len, on_finalized, fc)
+                      : files_finalize(p->app->loop, d->tmp, d->final, img, on_finalized, fc);
+    if (rc < 0) {
+        free(res->mem); /* not queued: still ours */
         free(fc);
         record_failure(d,
                        "Error while storing file to default storage backend, could not queue work, "
@@ -386,6 +391,7 @@ static void dl_start(processor_t *p, store_claimed_t *c)
         .tmp_path = d->tmp,
         .on_head = check ? on_head : NULL,
         .head_arg = d,
+        .mem_limit = SMALL_BODY, /* small files: one thread-pool job (write, fsync, rename) */
     };
     d->fetch = d->tmp && d->final ? fetch_start(p->app->loop, p->curlm, &p->fopts, &req, on_fetched, d)
                                   : NULL;

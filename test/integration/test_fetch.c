@@ -39,6 +39,7 @@ typedef struct {
     bool hook;   /* install the head hook */
     bool reject; /* ... and make it fail */
     bool cancel_in_hook;
+    size_t mem_limit; /* > 0: keep small bodies in memory */
     /* state */
     fetch_t *f;
     bool started; /* fetch_start has returned */
@@ -146,7 +147,8 @@ static fetch_t *start(rig_t *r, env_t *e, outcome_t *o, const fetch_opts_t *opts
                        .timeout_s = o->timeout_s,
                        .tmp_path = o->tmp,
                        .on_head = o->hook ? hook : NULL,
-                       .head_arg = o};
+                       .head_arg = o,
+                       .mem_limit = o->mem_limit};
     o->f = fetch_start(&r->loop, r->m, opts, &req, on_done, o);
     o->started = true;
     assert_int_equal(o->calls, 0);
@@ -848,6 +850,66 @@ static void test_unsupported_scheme_and_bad_url(void **state)
     assert_error_has(&n, "Error while creating request, ", "", false);
 }
 
+/* mem_limit: a small body comes back in memory and no temp file is made. */
+static void test_small_body_in_memory(void **state)
+{
+    env_t *e = *state;
+    rig_t r;
+    rig_init(&r, 0);
+    fetch_opts_t opts = opts_default();
+    outcome_t o = {.mem_limit = 16384, .hook = true};
+    assert_non_null(start(&r, e, &o, &opts, "/data/5000", NULL));
+    rig_wait(&r, &o, 1);
+    rig_close(&r);
+    assert_int_equal(o.calls, 1);
+    assert_false(o.sync_done);
+    assert_true(o.res.ok);
+    assert_int_equal(o.head_calls, 1);
+    assert_non_null(o.res.mem);
+    assert_int_equal(o.res.mem_len, 5000);
+    assert_int_equal(o.res.bytes, 5000);
+    for (size_t i = 0; i < 5000; i++)
+        if (o.res.mem[i] != (i * 31) % 251) fail_msg("byte %zu differs", i);
+    assert_int_equal(access(o.tmp, F_OK), -1);
+    free(o.res.mem);
+}
+
+/* mem_limit: a body that outgrows it mid-transfer continues into the temp file. */
+static void test_large_body_switches_to_file(void **state)
+{
+    env_t *e = *state;
+    rig_t r;
+    rig_init(&r, 0);
+    fetch_opts_t opts = opts_default();
+    outcome_t o = {.mem_limit = 16384};
+    assert_non_null(start(&r, e, &o, &opts, "/data/300000?chunk=7000&chunk_delay_ms=1", NULL));
+    rig_wait(&r, &o, 1);
+    rig_close(&r);
+    assert_true(o.res.ok);
+    assert_null(o.res.mem);
+    assert_int_equal(o.res.bytes, 300000);
+    check_pattern(o.tmp, 300000);
+    unlink(o.tmp);
+}
+
+/* mem_limit: failures leave nothing behind and still complete asynchronously. */
+static void test_memory_mode_failure(void **state)
+{
+    env_t *e = *state;
+    rig_t r;
+    rig_init(&r, 0);
+    fetch_opts_t opts = opts_default();
+    outcome_t o = {.mem_limit = 16384};
+    assert_non_null(start(&r, e, &o, &opts, "/status/404", NULL));
+    rig_wait(&r, &o, 1);
+    rig_close(&r);
+    assert_int_equal(o.calls, 1);
+    assert_false(o.sync_done);
+    assert_false(o.res.ok);
+    assert_null(o.res.mem);
+    assert_int_equal(access(o.tmp, F_OK), -1);
+}
+
 static void test_tmp_file_cannot_be_created(void **state)
 {
     (void)state;
@@ -1221,6 +1283,9 @@ int main(void)
         cmocka_unit_test(test_max_file_size),
         cmocka_unit_test(test_unsupported_scheme_and_bad_url),
         cmocka_unit_test(test_tmp_file_cannot_be_created),
+        cmocka_unit_test(test_small_body_in_memory),
+        cmocka_unit_test(test_large_body_switches_to_file),
+        cmocka_unit_test(test_memory_mode_failure),
         cmocka_unit_test(test_head_hook_sees_first_kib),
         cmocka_unit_test(test_head_hook_rejects),
         cmocka_unit_test(test_cancel),
