@@ -32,6 +32,7 @@ struct notifier {
     cbjob_t *active;
     int n_active;
     bool claiming, again, stopping, stop_begun;
+    int store_calls; /* claim/renew replies outstanding: the notifier outlives them */
     uv_timer_t wake, renew, grace;
     int open_handles, closing_backends;
     void (*stopped)(void *);
@@ -255,9 +256,11 @@ static void on_claimed(store_rc_t rc, job_t *jobs, size_t count, long long next_
 {
     notifier_t *n = arg;
     n->claiming = false;
+    n->store_calls--;
     if (rc != STORE_OK) {
         free(jobs);
         if (rc == STORE_ERROR && !n->stopping) uv_timer_start(&n->wake, on_wake_timer, 1000, 0);
+        stop_check(n);
         return;
     }
     for (size_t i = 0; i < count; i++) {
@@ -285,6 +288,7 @@ static void on_claimed(store_rc_t rc, job_t *jobs, size_t count, long long next_
         n->again = false;
         maybe_claim(n);
     }
+    stop_check(n);
 }
 
 static void maybe_claim(notifier_t *n)
@@ -298,6 +302,7 @@ static void maybe_claim(notifier_t *n)
     }
     n->claiming = true;
     n->again = false;
+    n->store_calls++;
     store_cb_claim(n->store, n->app->instance, free_slots < CLAIM_BATCH ? free_slots : CLAIM_BATCH,
                    n->cfg->callback_lease_ms, on_claimed, n);
 }
@@ -326,10 +331,11 @@ static void on_state(bool up, void *arg)
 static void on_renewed(store_rc_t rc, const char *const *lost, size_t count, void *arg)
 {
     notifier_t *n = arg;
-    if (rc != STORE_OK) return;
-    for (size_t i = 0; i < count; i++)
+    n->store_calls--;
+    for (size_t i = 0; rc == STORE_OK && i < count; i++)
         for (cbjob_t *c = n->active; c; c = c->next)
             if (strcmp(c->job.id, lost[i]) == 0) c->lost = true;
+    stop_check(n);
 }
 
 static void on_renew_timer(uv_timer_t *t)
@@ -343,9 +349,11 @@ static void on_renew_timer(uv_timer_t *t)
     size_t k = 0;
     for (cbjob_t *c = n->active; c; c = c->next)
         if (!c->lost && !c->abandoned) ids[k++] = c->job.id;
-    if (k)
+    if (k) {
+        n->store_calls++;
         store_cb_renew(n->store, n->app->instance, n->cfg->callback_lease_ms, ids, k, on_renewed,
                        n);
+    }
     free(ids);
 }
 
@@ -423,7 +431,7 @@ static void on_backend_closed(void *arg)
 
 static void stop_check(notifier_t *n)
 {
-    if (!n->stopping || n->n_active > 0 || n->stop_begun) return;
+    if (!n->stopping || n->n_active > 0 || n->store_calls > 0 || n->stop_begun) return;
     n->stop_begun = true;
     uv_timer_stop(&n->grace);
     uv_timer_stop(&n->renew);

@@ -230,6 +230,7 @@ async function main() {
       executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, viewport: { width: 1280, height: 800 }, timeout: 30000,
     });
   } catch (e) {
+    fs.rmSync(profile, { recursive: true, force: true });
     throw new Error(`chromium could not start (${CHROMIUM}): ${e.message.split('\n')[0]}`);
   }
   const pageErrors = [];
