@@ -141,3 +141,15 @@ VALGRIND_TESTS ?= $(addprefix $(BUILD)/test/integration/,test_api test_pipeline 
 valgrind: deps $(BIN) $(INTEG) $(TOOLS)
 	@command -v valgrind >/dev/null || DEPS_EXTRA=valgrind ./.ci/deps.sh
 	@BUILD=$(BUILD) ./test/valgrind.sh $(VALGRIND_TESTS)
+
+# ---- fault suite: `make faults` runs test/faults (docs/faults.md): 1,000 jobs per scenario
+# through kill -9s, a Redis restart, sink and broker outages, bad origins and a full
+# storage_dir. FAULTS_SEED=<n> reproduces the random moments, FAULTS_ONLY=<pattern> picks tests.
+FAULTS := $(patsubst test/faults/%.c,$(BUILD)/test/faults/%,$(wildcard test/faults/test_*.c))
+
+faults: deps $(BIN) $(FAULTS) $(TOOLS)
+	@BUILD=$(BUILD) ./test/run.sh $(FAULTS)
+
+$(BUILD)/test/faults/%: $(BUILD)/obj/test_faults/%.o $(TESTLIB) $(LIB)
+	@mkdir -p $(@D)
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka

@@ -180,7 +180,8 @@ static void fail_cancel(fetch_t *f)
     f->res.cancelled = true;
 }
 
-/* Own file errors are internal (do not use up an attempt); body write errors are not. */
+/* Own file errors are internal (do not use up an attempt); body write errors are not,
+ * except a full disk (ENOSPC, EDQUOT), which is ours as well. */
 static void fail_os(fetch_t *f, const char *phase, long err, bool internal)
 {
     const char *stat = internal ? "failures" : "download.response.body";
@@ -411,7 +412,7 @@ static void on_written(uv_fs_t *req)
     uv_fs_req_cleanup(req);
     f->writing = false;
     if (r < 0) {
-        fail_os(f, "downloading file", (long)r, false);
+        fail_os(f, "downloading file", (long)r, r == UV_ENOSPC || r == -EDQUOT);
     } else {
         f->written += (uint64_t)r;
         f->woff += (size_t)r;

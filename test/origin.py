@@ -40,7 +40,10 @@ Control endpoints (never recorded in /_requests)
                  The next requests to that path (query ignored) get these answers
                  in order (empty body unless "body"), then normal service resumes.
   GET  /_stats   {"<aggr>": {"current": n, "max": n, "count": n}, ...}: requests with
-                 aggr=<aggr> in progress now, at most at once, in total.
+                 aggr=<aggr> in progress now, at most at once, in total. A request is in
+                 progress from the arrival of its head until it is answered or the client
+                 closes the connection (FIN or RST), whichever comes first: a download the
+                 client aborted is not counted while the handler is still writing.
   POST /_reset   clears stats, scripts, recorded requests, callbacks and sink state.
   GET  /_requests JSON list of {"method", "path", "query", "headers", "target",
                  "conn"} of the last 10,000 requests (headers: object, names as
@@ -144,7 +147,8 @@ class State:
         s["max"] = max(s["max"], s["current"])
 
     def leave(self, aggr):
-        self.stats[aggr]["current"] -= 1
+        if aggr in self.stats:  # not when /_reset came in between
+            self.stats[aggr]["current"] -= 1
 
 
 class Close(Exception):
@@ -158,6 +162,25 @@ class Conn:
         self.writer = writer
         state.conns += 1
         self.conn_id = state.conns
+        self.counting = None  # aggr= of the request being served and counted in /_stats
+        # The client going away ends the request for /_stats at once (the handler may go
+        # on writing into the closed connection for a while): hook the reader's EOF/error.
+        feed_eof, set_exception = reader.feed_eof, reader.set_exception
+
+        def on_eof():
+            feed_eof()
+            self.stop_counting()
+
+        def on_error(exc):
+            set_exception(exc)
+            self.stop_counting()
+
+        reader.feed_eof, reader.set_exception = on_eof, on_error
+
+    def stop_counting(self):
+        if self.counting is not None:
+            aggr, self.counting = self.counting, None
+            self.state.leave(aggr)
 
     # ---- wire -------------------------------------------------------------------
 
@@ -413,10 +436,11 @@ class Conn:
         if aggr is None:
             return await self.route(req)
         self.state.enter(aggr)
+        self.counting = aggr
         try:
             await self.route(req)
         finally:
-            self.state.leave(aggr)
+            self.stop_counting()
 
     async def run(self):
         try:

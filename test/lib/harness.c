@@ -114,12 +114,19 @@ void h_rmtree(const char *path)
 
 static pid_t redis_spawn(h_redis_t *r, bool aof)
 {
-    char port[16], log[512];
+    char port[16], log[512], args[sizeof r->args];
     snprintf(port, sizeof port, "%d", r->port);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
-    char *argv[] = {"redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", r->dir,
-                    "--save", "", "--appendonly", aof ? "yes" : "no", "--logfile", log,
-                    "--daemonize", "no", NULL};
+    char *argv[32] = {"redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", r->dir,
+                      "--save", "", "--appendonly", aof ? "yes" : "no", "--logfile", log,
+                      "--daemonize", "no", NULL};
+    size_t n = 15;
+    snprintf(args, sizeof args, "%s", r->args);
+    char *save = NULL;
+    for (char *a = strtok_r(args, " ", &save); a && n + 1 < sizeof argv / sizeof argv[0];
+         a = strtok_r(NULL, " ", &save))
+        argv[n++] = a;
+    argv[n] = NULL;
     return h_spawn(argv, NULL, NULL);
 }
 
@@ -132,6 +139,16 @@ static bool redis_aof(const h_redis_t *r)
 
 int h_redis_start(h_redis_t *r, bool aof)
 {
+    return h_redis_start_ex(r, aof, NULL);
+}
+
+int h_redis_start_ex(h_redis_t *r, bool aof, const char *const *args)
+{
+    size_t used = 0;
+    r->args[0] = '\0';
+    for (size_t i = 0; args && args[i] && used < sizeof r->args; i++)
+        used += (size_t)snprintf(r->args + used, sizeof r->args - used, "%s%s", i ? " " : "",
+                                 args[i]);
     r->dir = h_tmpdir("redis");
     r->port = h_free_port();
     if (aof) {
@@ -323,8 +340,17 @@ int h_env_start(h_env_t *e, const char *processor_extra, const char *notifier_ex
 int h_env_start_ex(h_env_t *e, const char *processor_extra, const char *notifier_extra,
                    const char *backends, const char *api_extra)
 {
+    h_env_opts_t o = {.processor_extra = processor_extra, .notifier_extra = notifier_extra,
+                      .backends = backends, .api_extra = api_extra};
+    return h_env_start_opts(e, &o);
+}
+
+int h_env_start_opts(h_env_t *e, const h_env_opts_t *o)
+{
+    const char *processor_extra = o->processor_extra, *notifier_extra = o->notifier_extra;
+    const char *backends = o->backends, *api_extra = o->api_extra;
     memset(e, 0, sizeof *e);
-    if (h_redis_start(&e->redis, false) < 0) return -1;
+    if (h_redis_start_ex(&e->redis, o->redis_aof, o->redis_args) < 0) return -1;
     e->dir = h_tmpdir("env");
     e->origin_port = h_free_port();
     char port[16], script[512], log[600];
@@ -384,6 +410,13 @@ pid_t h_env_run(h_env_t *e, const char *command)
     if (api && h_wait_port(e->api_port, 10000) < 0) return -1;
     if (api && !h_wait_for(api_ready, e, 10000)) return -1;
     return pid;
+}
+
+int h_env_kill(h_env_t *e, pid_t pid, int sig, int timeout_ms)
+{
+    for (int i = 0; i < e->nprocs; i++)
+        if (e->procs[i] == pid) e->procs[i] = 0;
+    return h_stop(pid, sig, timeout_ms);
 }
 
 void h_env_stop(h_env_t *e)

@@ -33,11 +33,15 @@ typedef struct {
     pid_t pid;
     int port;
     char *dir;
+    char args[256]; /* extra redis-server arguments, space-separated (h_redis_start_ex) */
 } h_redis_t;
 
 /* Starts redis-server on a free loopback port with its data in a temp dir (AOF off
- * unless aof). 0 or -1. h_redis_restart keeps the port and data dir. */
+ * unless aof). 0 or -1. h_redis_restart keeps the port, data dir and arguments. */
 int h_redis_start(h_redis_t *r, bool aof);
+/* The same with extra arguments, NULL-terminated (e.g. {"--appendfsync", "always", NULL}:
+ * with AOF, every acknowledged write survives a kill -9 of redis-server). */
+int h_redis_start_ex(h_redis_t *r, bool aof, const char *const *args);
 int h_redis_restart(h_redis_t *r);
 void h_redis_kill(h_redis_t *r); /* SIGKILL, keeps dir */
 void h_redis_stop(h_redis_t *r); /* stop and remove dir */
@@ -98,9 +102,21 @@ int h_env_start(h_env_t *e, const char *processor_extra, const char *notifier_ex
 int h_env_start_ex(h_env_t *e, const char *processor_extra, const char *notifier_extra,
                    const char *backends, const char *api_extra);
 
+/* Everything h_env_start_ex takes, plus the Redis setup. */
+typedef struct {
+    const char *processor_extra, *notifier_extra, *backends, *api_extra;
+    bool redis_aof;                /* AOF on (appendfsync everysec unless redis_args say) */
+    const char *const *redis_args; /* extra redis-server arguments, NULL-terminated, or NULL */
+} h_env_opts_t;
+int h_env_start_opts(h_env_t *e, const h_env_opts_t *o);
+
 /* Starts `downloader <command>` with DOWNLOADER_TEST_TIME set; for api/all on a new
  * free port (stored in api_port) and waits until it listens. Logs to <dir>/<command>-N.log. */
 pid_t h_env_run(h_env_t *e, const char *command);
+
+/* Stops one process started by h_env_run (h_stop) and forgets it, so that h_env_stop
+ * never signals its (possibly reused) pid. Returns h_stop's status. */
+int h_env_kill(h_env_t *e, pid_t pid, int sig, int timeout_ms);
 
 /* Stops every process, the origin and redis, and removes the temp dir. */
 void h_env_stop(h_env_t *e);

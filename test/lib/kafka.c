@@ -145,3 +145,43 @@ void kconsume(const char *bootstrap, const char *topic, int want, const char *un
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
 }
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(a, *(const char *const *)b);
+}
+
+int kconsume_keys(const char *bootstrap, const char *topic, const char *const *keys, int n,
+                  int timeout_ms, int idle_ms, int *counts, char **values)
+{
+    rd_kafka_t *rk = consumer_new(bootstrap, topic);
+    int missing = n, unknown = 0;
+    memset(counts, 0, (size_t)n * sizeof *counts);
+    if (values) memset(values, 0, (size_t)n * sizeof *values);
+    long end = now_ms() + timeout_ms, last = now_ms();
+    for (;;) {
+        long t = now_ms();
+        if (missing > 0 ? t >= end : t - last >= idle_ms) break;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m) continue;
+        if (!m->err) {
+            char *key = strndup(m->key ? m->key : "", m->key_len);
+            const char *const *hit = bsearch(key, keys, (size_t)n, sizeof *keys, cmp_key);
+            if (hit) {
+                size_t i = (size_t)(hit - keys);
+                if (counts[i]++ == 0) {
+                    missing--;
+                    if (values) values[i] = strndup(m->payload ? m->payload : "", m->len);
+                }
+            } else {
+                unknown++;
+            }
+            free(key);
+            last = now_ms();
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return unknown;
+}

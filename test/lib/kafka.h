@@ -31,4 +31,12 @@ void kconsume(const char *bootstrap, const char *topic, int want, const char *un
               kconsumed_t *out);
 void kconsumed_free(kconsumed_t *m);
 
+/* Consumes topic from the beginning until every one of the n keys arrived at least once
+ * or timeout_ms passed, then until idle_ms pass without a message (to count late
+ * duplicates). counts[i]: messages keyed keys[i]; values[i] (when values is not NULL):
+ * the first such message's payload (malloc'd, NULL when none). Returns the number of
+ * messages whose key is not among keys. keys must be sorted (strcmp). */
+int kconsume_keys(const char *bootstrap, const char *topic, const char *const *keys, int n,
+                  int timeout_ms, int idle_ms, int *counts, char **values);
+
 #endif
