@@ -23,7 +23,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 # the browser test's driver (playwright-core, no browser download: Debian's chromium is used)
-if [ -f test/package.json ] && [ ! -d test/node_modules/playwright-core ]; then
+# and the S3 API server of test_s3 (s3rver)
+if [ -f test/package.json ] && { [ ! -d test/node_modules/playwright-core ] ||
+    [ ! -d test/node_modules/s3rver ]; }; then
     echo "deps: npm ci in test/" >&2
     (cd test && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi

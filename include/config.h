@@ -42,6 +42,7 @@ typedef struct {
     char *fs_rootdir;
     char *s3_bucket, *s3_region, *s3_endpoint, *s3_access_key, *s3_secret_key;
     bool s3_path_style;
+    uint64_t s3_multipart_threshold, s3_part_size; /* bytes */
     headers_t request_headers;
     uint64_t processor_stats_interval_ms;
     char *download_url;

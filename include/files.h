@@ -20,7 +20,8 @@ typedef void (*files_done_fn)(const files_result_t *res, void *arg);
 /* fsync(tmp); when image_mime is one of image/jpeg|png|gif, decode the size from the
  * file header (corrupt: size stays "", not an error, W31); mkdir -p the final
  * directory (0755); rename(tmp, final) (copy + unlink across devices). The temp file is
- * removed on any failure. */
+ * removed on any failure. final_path NULL (object storage): only the image size, no
+ * fsync, and the temp file stays for the upload. */
 int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
                    const char *image_mime, files_done_fn done, void *arg);
 

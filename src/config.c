@@ -191,6 +191,8 @@ static void set_defaults(config_t *cfg)
     cfg->api_shutdown_grace_ms = 10000;
     cfg->storage_dir = strdup("");
     cfg->fs_type = strdup("filesystem");
+    cfg->s3_multipart_threshold = 64ULL << 20;
+    cfg->s3_part_size = 16ULL << 20;
     cfg->processor_stats_interval_ms = 5000;
     cfg->download_url = strdup("");
     cfg->max_concurrency = 1024;
@@ -258,6 +260,29 @@ static int parse_api(ctx_t *c, yajl_val a, config_t *cfg)
     return get_bool(c, a, "auth_read", &cfg->api_auth_read);
 }
 
+/* The S3 keys of processor.filestorage (also used by jobs with their own bucket). */
+static int parse_s3(ctx_t *c, yajl_val fs, config_t *cfg)
+{
+    long long th = (long long)cfg->s3_multipart_threshold, ps = (long long)cfg->s3_part_size;
+    if (get_int(c, fs, "multipart_threshold", 1, 5LL << 30, "an integer from 1 to 5368709120 (bytes)",
+                &th) < 0 ||
+        get_int(c, fs, "part_size", 5LL << 20, 5LL << 30,
+                "an integer from 5242880 to 5368709120 (bytes)", &ps) < 0)
+        return -1;
+    cfg->s3_multipart_threshold = (uint64_t)th;
+    cfg->s3_part_size = (uint64_t)ps;
+    const char *ep = cfg->s3_endpoint;
+    if (ep && *ep && strncmp(ep, "http://", 7) != 0 && strncmp(ep, "https://", 8) != 0)
+        return fail(c, "endpoint", "must be an http:// or https:// URL");
+    bool ak = cfg->s3_access_key && *cfg->s3_access_key;
+    bool sk = cfg->s3_secret_key && *cfg->s3_secret_key;
+    if (ak != sk)
+        return fail(c, ak ? "secret_access_key" : "access_key_id",
+                    "must be set together with processor.filestorage.%s",
+                    ak ? "access_key_id" : "secret_access_key");
+    return 0;
+}
+
 static int parse_filestorage(ctx_t *c, yajl_val fs, config_t *cfg)
 {
     c->section = "processor.filestorage";
@@ -273,7 +298,7 @@ static int parse_filestorage(ctx_t *c, yajl_val fs, config_t *cfg)
     if (strcmp(cfg->fs_type, "filesystem") != 0 && strcmp(cfg->fs_type, "s3") != 0)
         return fail(c, "type", "must be \"filesystem\" or \"s3\" (Unknown filestorage type %s)",
                     cfg->fs_type);
-    return 0;
+    return parse_s3(c, fs, cfg);
 }
 
 static int parse_processor_limits(ctx_t *c, yajl_val p, config_t *cfg)

@@ -110,13 +110,15 @@ static const char *decodable_mime(const char *mime)
     return NULL;
 }
 
-/* fsync(tmp) and, when asked, the image size (undecodable: left "", not an error). */
+/* fsync(tmp) and, when asked, the image size (undecodable: left "", not an error).
+ * Without a final path (the file goes to object storage) there is nothing to make
+ * durable here: no fsync. */
 static int sync_and_measure(files_req_t *r)
 {
     unsigned w, h;
     int fd = open(r->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail(&r->res, errno, PHASE_SYNC, true, "open %s", r->path);
-    if (fsync(fd) < 0) {
+    if (r->final_path && fsync(fd) < 0) {
         int err = errno;
         close(fd);
         return fail(&r->res, err, PHASE_SYNC, true, "fsync %s", r->path);
@@ -249,7 +251,7 @@ static int store(files_req_t *r)
 static void finalize_work(uv_work_t *w)
 {
     files_req_t *r = w->data;
-    if (sync_and_measure(r) == 0 && store(r) == 0) return;
+    if (sync_and_measure(r) == 0 && (!r->final_path || store(r) == 0)) return;
     unlink(r->path);
 }
 
@@ -266,7 +268,8 @@ static int write_mem(files_req_t *r)
 static void finalize_mem_work(uv_work_t *w)
 {
     files_req_t *r = w->data;
-    if (write_mem(r) == 0 && sync_and_measure(r) == 0 && store(r) == 0) return;
+    if (write_mem(r) == 0 && sync_and_measure(r) == 0 && (!r->final_path || store(r) == 0))
+        return;
     unlink(r->path);
 }
 
@@ -284,7 +287,7 @@ static void result_done(uv_work_t *w, int status)
 int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
                    const char *image_mime, files_done_fn done, void *arg)
 {
-    if (!loop || !tmp_path || !final_path) return UV_EINVAL;
+    if (!loop || !tmp_path) return UV_EINVAL;
     files_req_t *r = req_new(tmp_path, final_path);
     if (!r) return UV_ENOMEM;
     r->size_mime = decodable_mime(image_mime);
@@ -297,7 +300,7 @@ int files_finalize_mem(uv_loop_t *loop, const char *tmp_path, const char *final_
                        const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
                        void *arg)
 {
-    if (!loop || !tmp_path || !final_path) return UV_EINVAL;
+    if (!loop || !tmp_path) return UV_EINVAL;
     files_req_t *r = req_new(tmp_path, final_path);
     if (!r) return UV_ENOMEM;
     r->size_mime = decodable_mime(image_mime);

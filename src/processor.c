@@ -4,7 +4,9 @@
  * store_dl_finish under the lease. It wakes on pub/sub messages and on timers set to
  * the next delayed retry or lease deadline, never by polling. Transfers run in fetch
  * (curl multi on this loop); finalising (fsync, rename, image size) runs in files on
- * the thread pool. The reaper and the disk guard live in reaper.c / here. */
+ * the thread pool; files bound for S3 (the configured store or the job's own bucket)
+ * are uploaded from the temp file by s3 instead of renamed. The reaper and the disk
+ * guard live in reaper.c / here. */
 #include "processor.h"
 
 #include <errno.h>
@@ -26,6 +28,7 @@
 #include "metrics.h"
 #include "mime.h"
 #include "reaper.h"
+#include "s3.h"
 #include "stats.h"
 #include "strmap.h"
 
@@ -34,6 +37,9 @@
 #define RETRY_CAP_MS (6ULL * 3600 * 1000)
 #define INFLIGHT_REPORT 20
 #define SMALL_BODY (16 * 1024) /* bodies up to this stay in memory until they are stored */
+#define S3_HOST_CONNECTIONS 32L
+#define PHASE_STORE "storing file to default storage backend"
+#define PHASE_JOB_S3 "storing file to job specified AWS S3 bucket"
 
 typedef struct dl dl_t;
 
@@ -45,19 +51,23 @@ struct processor {
     mime_t *mime;
     stats_t *stats;
     reaper_t *reaper;
+    s3_t *s3;              /* uploads and deletions of objects */
+    bool s3_store;         /* processor.filestorage.type is "s3" */
+    const char *s3_region; /* of the configured bucket */
     fetch_opts_t fopts;
     char reap_key[PATH_MAX];
     dl_t *active;
     int n_active;
     strmap_t per_aggr;
     bool claiming, again, stopping, stop_begun, sick;
+    int store_calls; /* claim/renew replies outstanding: the processor outlives them */
     uv_timer_t wake, renew, disk, grace;
     int open_handles;
     void (*stopped)(void *);
     void *stopped_arg;
 };
 
-typedef enum { PH_FETCH, PH_FINALIZE, PH_FINISH } phase_t;
+typedef enum { PH_FETCH, PH_FINALIZE, PH_UPLOAD, PH_FINISH } phase_t;
 
 struct dl {
     processor_t *p;
@@ -67,7 +77,10 @@ struct dl {
     bool lost;
     bool waiting; /* outcome not recorded because Redis was down; resent on reconnect */
     char member[JOB_ID_LEN + 2 + 256];
-    char *tmp, *final; /* <storage_dir>/<id>.tmp and <rootdir>/<id[0:3]>/<id> */
+    char *tmp, *final; /* <storage_dir>/<id>.tmp and <rootdir>/<id[0:3]>/<id> (NULL for S3) */
+    bool own_bucket;   /* the job's s3_bucket: uploaded there with its metadata, never reaped */
+    char **meta;       /* its x-amz-meta-* header lines */
+    s3_op_t *upload;
     char mime[128];
     uint64_t started;
     /* the pending store_dl_finish, kept to resend after a reconnect */
@@ -117,6 +130,7 @@ static void dl_done(dl_t *d)
     strmap_add(&p->per_aggr, d->c.job.aggr_id, -1);
     store_claimed_free(&d->c);
     kv_free(d->kv);
+    s3_headers_free(d->meta);
     free(d->tmp);
     free(d->final);
     free(d);
@@ -235,7 +249,14 @@ static void record_success(dl_t *d, const char *image_size, long code, uint64_t 
 {
     processor_t *p = d->p;
     job_t *j = &d->c.job;
-    char count[16], rc[16], size[24];
+    char count[16], rc[16], size[24], bucket_url[512];
+    const char *url = p->cfg->download_url, *store_key = p->reap_key;
+    if (d->own_bucket) { /* the callback points at the object; the caller owns it */
+        if (s3_bucket_url(p->s3, j->s3_bucket, j->s3_region, bucket_url, sizeof bucket_url) < 0)
+            bucket_url[0] = '\0';
+        url = bucket_url;
+        store_key = "";
+    }
     fmt_int(count, sizeof count, j->download_count + 1);
     fmt_int(rc, sizeof rc, code);
     fmt_int(size, sizeof size, (long long)bytes);
@@ -249,7 +270,7 @@ static void record_success(dl_t *d, const char *image_size, long code, uint64_t 
                         "ResponseCode",
                         rc,
                         "DownloadURL",
-                        p->cfg->download_url,
+                        url,
                         "DownloadMeta",
                         "",
                         "LastError",
@@ -257,7 +278,7 @@ static void record_success(dl_t *d, const char *image_size, long code, uint64_t 
                         "ImageSize",
                         image_size,
                         "StoreKey",
-                        p->reap_key,
+                        store_key,
                         "MimeDetected",
                         d->mime,
                         "Size",
@@ -280,7 +301,65 @@ typedef struct {
     dl_t *d;
     long code;
     uint64_t bytes;
+    char image_size[32];
 } fin_ctx_t;
+
+/* ---------- object storage ---------- */
+
+static bool to_s3(const dl_t *d)
+{
+    return d->own_bucket || d->p->s3_store;
+}
+
+static void on_uploaded(const s3_result_t *res, void *arg)
+{
+    fin_ctx_t *fc = arg;
+    dl_t *d = fc->d;
+    d->upload = NULL;
+    files_unlink(d->p->app->loop, d->tmp, NULL, NULL); /* uploaded or not, it is done with */
+    if (res->cancelled && d->lost) {
+        dl_done(d);
+    } else if (res->cancelled) {
+        record_requeue(d, "upload interrupted by shutdown");
+    } else if (!res->ok) {
+        /* an outage of our own store must not use up the job's attempts */
+        bool internal = res->internal || (!d->own_bucket && res->retriable);
+        char msg[1024];
+        fetch_format_error(msg, sizeof msg, d->own_bucket ? PHASE_JOB_S3 : PHASE_STORE,
+                           res->detail, res->retriable, internal);
+        record_failure(d, msg, res->retriable, internal, 0, fc->code);
+    } else {
+        record_success(d, fc->image_size, fc->code, fc->bytes);
+    }
+    free(fc);
+}
+
+/* Uploads the finalised temp file to the job's bucket or the configured one. */
+static void upload_start(dl_t *d, fin_ctx_t *fc)
+{
+    processor_t *p = d->p;
+    job_t *j = &d->c.job;
+    char key[2 * JOB_ID_LEN + 2];
+    bool grace_over = p->stopping && !uv_is_active((uv_handle_t *)&p->grace);
+    s3_job_key(key, sizeof key, j->id);
+    s3_loc_t loc = {d->own_bucket ? j->s3_bucket : p->cfg->s3_bucket,
+                    d->own_bucket ? j->s3_region : p->s3_region, key};
+    d->phase = PH_UPLOAD;
+    if (!d->lost && !grace_over)
+        d->upload = s3_put_file(p->s3, &loc, d->tmp, d->mime, (const char *const *)d->meta,
+                                on_uploaded, fc);
+    if (d->upload) return;
+    files_unlink(p->app->loop, d->tmp, NULL, NULL);
+    free(fc);
+    if (d->lost)
+        dl_done(d);
+    else if (grace_over)
+        record_requeue(d, "upload interrupted by shutdown");
+    else
+        record_failure(d, "Error while " PHASE_STORE ", out of memory, retriable: true, "
+                          "internal: true",
+                       true, true, 0, 0);
+}
 
 static void on_finalized(const files_result_t *res, void *arg)
 {
@@ -291,6 +370,10 @@ static void on_finalized(const files_result_t *res, void *arg)
         bool internal = res->internal || res->err == ENOSPC || res->err == EDQUOT;
         fetch_format_error(msg, sizeof msg, res->phase, res->detail, internal, internal);
         record_failure(d, msg, internal, internal, 0, fc->code);
+    } else if (to_s3(d)) {
+        snprintf(fc->image_size, sizeof fc->image_size, "%s", res->image_size);
+        upload_start(d, fc);
+        return;
     } else {
         record_success(d, res->image_size, fc->code, fc->bytes);
     }
@@ -348,12 +431,13 @@ static void on_fetched(fetch_t *f, const fetch_result_t *res, void *arg)
         return;
     }
     fin_ctx_t *fc = malloc(sizeof *fc);
-    *fc = (fin_ctx_t){d, res->response_code, res->bytes};
+    *fc = (fin_ctx_t){.d = d, .code = res->response_code, .bytes = res->bytes};
     d->phase = PH_FINALIZE;
     const char *img = d->c.job.extract_image_size && is_image_type(d->mime) ? d->mime : NULL;
-    int rc = res->mem ? files_finalize_mem(p->app->loop, d->tmp, d->final, img, res->mem,
+    const char *final = to_s3(d) ? NULL : d->final; /* S3: measured, then uploaded */
+    int rc = res->mem ? files_finalize_mem(p->app->loop, d->tmp, final, img, res->mem,
                                            res->mem_len, on_finalized, fc)
-                      : files_finalize(p->app->loop, d->tmp, d->final, img, on_finalized, fc);
+                      : files_finalize(p->app->loop, d->tmp, final, img, on_finalized, fc);
     if (rc < 0) {
         free(res->mem); /* not queued: still ours */
         free(fc);
@@ -371,10 +455,14 @@ static dl_t *dl_new(processor_t *p, store_claimed_t *c)
     d->c = *c;
     d->started = uv_now(p->app->loop);
     snprintf(d->member, sizeof d->member, "%s:%s", c->job.id, c->job.aggr_id);
-    size_t flen = strlen(p->cfg->fs_rootdir) + 2 * JOB_ID_LEN + 8;
+    const job_t *j = &c->job;
+    d->own_bucket = j->s3_bucket && *j->s3_bucket && j->s3_region && *j->s3_region;
     if (asprintf(&d->tmp, "%s/%s.tmp", p->cfg->storage_dir, c->job.id) < 0) d->tmp = NULL;
-    d->final = malloc(flen);
-    if (d->final) files_job_path(d->final, flen, p->cfg->fs_rootdir, c->job.id);
+    if (!to_s3(d)) {
+        size_t flen = strlen(p->cfg->fs_rootdir) + 2 * JOB_ID_LEN + 8;
+        d->final = malloc(flen);
+        if (d->final) files_job_path(d->final, flen, p->cfg->fs_rootdir, c->job.id);
+    }
     dl_link(p, d);
     return d;
 }
@@ -382,7 +470,17 @@ static dl_t *dl_new(processor_t *p, store_claimed_t *c)
 static void dl_start(processor_t *p, store_claimed_t *c)
 {
     dl_t *d = dl_new(p, c);
-    bool check = (c->job.mime_type && *c->job.mime_type) || c->job.extract_image_size;
+    char err[256], msg[512];
+    if (d->own_bucket && s3_meta_from_extra(c->job.extra, &d->meta, err, sizeof err) < 0) {
+        /* the reference found this only after downloading (W32; its phase was "Could not
+         * unmarhal Extra") */
+        fetch_format_error(msg, sizeof msg, "unmarshalling Extra", err, false, false);
+        record_failure(d, msg, false, false, 0, 0);
+        return;
+    }
+    /* S3 objects get the detected type as their Content-Type */
+    bool check =
+        (c->job.mime_type && *c->job.mime_type) || c->job.extract_image_size || to_s3(d);
     fetch_req_t req = {
         .url = c->job.url,
         .proxy = c->proxy,
@@ -393,8 +491,9 @@ static void dl_start(processor_t *p, store_claimed_t *c)
         .head_arg = d,
         .mem_limit = SMALL_BODY, /* small files: one thread-pool job (write, fsync, rename) */
     };
-    d->fetch = d->tmp && d->final ? fetch_start(p->app->loop, p->curlm, &p->fopts, &req, on_fetched, d)
-                                  : NULL;
+    bool ready = d->tmp && (d->final || to_s3(d));
+    d->fetch = ready ? fetch_start(p->app->loop, p->curlm, &p->fopts, &req, on_fetched, d)
+                     : NULL;
     if (!d->fetch)
         record_failure(
             d, "Error while creating request, out of memory, retriable: true, internal: true", true,
@@ -422,19 +521,36 @@ static void arm_wake(processor_t *p, long long next_due, long long next_lease, l
     uv_timer_start(&p->wake, on_wake_timer, in < 1 ? 1 : (uint64_t)in, 0);
 }
 
+/* A claim can hand back a job this processor is still downloading: its lease expired
+ * (Redis was away longer than processor.lease) and claim.lua took it back. The running
+ * download keeps the new lease (same member, same owner); a second one would share its
+ * temp file (corrupting the stored file) and exceed the aggregation limit. */
+static bool running_here(processor_t *p, const store_claimed_t *c)
+{
+    for (dl_t *d = p->active; d; d = d->next)
+        if (!d->lost && strcmp(d->c.job.id, c->job.id) == 0 &&
+            strcmp(d->c.job.aggr_id, c->job.aggr_id) == 0)
+            return true;
+    return false;
+}
+
 static void on_claimed(store_rc_t rc, store_claimed_t *jobs, size_t n, long long next_due,
                        long long next_lease, long long now, void *arg)
 {
     processor_t *p = arg;
     p->claiming = false;
+    p->store_calls--;
     if (rc != STORE_OK) {
         free(jobs);
         if (rc == STORE_ERROR && !p->stopping) uv_timer_start(&p->wake, on_wake_timer, 1000, 0);
+        stop_check(p);
         return;
     }
     for (size_t i = 0; i < n; i++) {
         if (p->stopping)
             record_requeue(dl_new(p, &jobs[i]), "claimed during shutdown");
+        else if (running_here(p, &jobs[i]))
+            store_claimed_free(&jobs[i]);
         else
             dl_start(p, &jobs[i]);
     }
@@ -448,6 +564,7 @@ static void on_claimed(store_rc_t rc, store_claimed_t *jobs, size_t n, long long
         p->again = false;
         maybe_claim(p);
     }
+    stop_check(p);
 }
 
 static void maybe_claim(processor_t *p)
@@ -461,6 +578,7 @@ static void maybe_claim(processor_t *p)
     }
     p->claiming = true;
     p->again = false;
+    p->store_calls++;
     store_claim(p->store, p->app->instance, free_slots < CLAIM_BATCH ? free_slots : CLAIM_BATCH,
                 p->cfg->download_lease_ms, MAX_LOST_LEASES, p->cfg->retention_ms, on_claimed, p);
 }
@@ -481,6 +599,9 @@ static void on_state(bool up, void *arg)
             finish_send(d);
         }
     }
+    /* renew before claiming: a lease that expired while Redis was away is still ours
+     * until a claim takes it back, and commands run in order on the connection */
+    if (p->n_active > 0) on_renew_timer(&p->renew);
     maybe_claim(p);
 }
 
@@ -489,15 +610,17 @@ static void on_state(bool up, void *arg)
 static void on_renewed(store_rc_t rc, const char *const *lost, size_t n, void *arg)
 {
     processor_t *p = arg;
-    if (rc != STORE_OK) return;
-    for (size_t i = 0; i < n; i++) {
+    p->store_calls--;
+    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
         for (dl_t *d = p->active; d; d = d->next) {
             if (strcmp(d->member, lost[i]) != 0 || d->lost) continue;
             log_warn("processor", "lease lost, abandoning download", "job_id=%s", d->c.job.id);
             d->lost = true;
             if (d->fetch) fetch_cancel(d->fetch);
+            if (d->upload) s3_cancel(d->upload);
         }
     }
+    stop_check(p);
 }
 
 static void on_renew_timer(uv_timer_t *t)
@@ -511,9 +634,11 @@ static void on_renew_timer(uv_timer_t *t)
     size_t n = 0;
     for (dl_t *d = p->active; d; d = d->next)
         if (!d->lost) members[n++] = d->member;
-    if (n)
+    if (n) {
+        p->store_calls++;
         store_renew(p->store, p->app->instance, p->cfg->download_lease_ms, members, n, on_renewed,
                     p);
+    }
     free(members);
 }
 
@@ -621,6 +746,52 @@ bad:
     return -1;
 }
 
+/* The S3 client (per-job buckets may come with any store) and, for an S3 store, its
+ * bucket, region, credentials and reap queue ("reap:s3:<bucket URL>"). */
+static int open_s3(processor_t *p, char *err, size_t errlen)
+{
+    const config_t *cfg = p->cfg;
+    char url[600], id[700];
+    p->s3_store = strcmp(cfg->fs_type, "s3") == 0;
+    p->s3_region = cfg->s3_region && *cfg->s3_region ? cfg->s3_region : "us-east-1";
+    if (p->s3_store && !s3_valid_bucket(cfg->s3_bucket)) {
+        snprintf(err, errlen,
+                 "config: processor.filestorage.bucket \"%s\" is not a valid S3 bucket name",
+                 cfg->s3_bucket);
+        return -1;
+    }
+    if (p->s3_store && !s3_valid_region(p->s3_region)) {
+        snprintf(err, errlen, "config: processor.filestorage.region \"%s\" is not a valid region",
+                 p->s3_region);
+        return -1;
+    }
+    s3_opts_t o = {
+        .endpoint = cfg->s3_endpoint,
+        .path_style = cfg->s3_path_style,
+        .access_key = cfg->s3_access_key,
+        .secret_key = cfg->s3_secret_key,
+        .require_credentials = p->s3_store,
+        .multipart_threshold = cfg->s3_multipart_threshold,
+        .part_size = cfg->s3_part_size,
+        .connect_timeout_ms = (long)cfg->connect_timeout_ms,
+        .low_speed_limit = cfg->low_speed_limit,
+        .low_speed_time_s = (long)((cfg->low_speed_time_ms + 999) / 1000),
+        .max_host_connections = S3_HOST_CONNECTIONS,
+    };
+    p->s3 = s3_new(p->app->loop, &o, err, errlen);
+    if (!p->s3) return -1;
+    if (p->s3_store) {
+        s3_bucket_url(p->s3, cfg->s3_bucket, p->s3_region, url, sizeof url);
+        snprintf(id, sizeof id, "s3:%s", url);
+        store_reap_key(p->reap_key, sizeof p->reap_key, id);
+        log_info("processor", "storing files in S3", "bucket=%s region=%s url=%s", cfg->s3_bucket,
+                 p->s3_region, log_q(url));
+    } else {
+        store_reap_key(p->reap_key, sizeof p->reap_key, cfg->download_url);
+    }
+    return 0;
+}
+
 static void timer_init(processor_t *p, uv_timer_t *t)
 {
     uv_timer_init(p->app->loop, t);
@@ -636,7 +807,8 @@ processor_t *processor_start(app_t *app, char *err, size_t errlen)
     p->cfg = cfg;
     p->store = app->store;
     p->mime = mime_open(err, errlen);
-    if (!p->mime) {
+    if (!p->mime || open_s3(p, err, errlen) < 0) {
+        if (p->mime) mime_close(p->mime);
         free(p);
         return NULL;
     }
@@ -652,7 +824,6 @@ processor_t *processor_start(app_t *app, char *err, size_t errlen)
         .allow_cidrs = (const char *const *)cfg->allow_cidrs,
         .n_allow_cidrs = cfg->n_allow_cidrs,
     };
-    store_reap_key(p->reap_key, sizeof p->reap_key, cfg->download_url);
     p->stats = stats_new(app, "processor", cfg->processor_stats_interval_ms);
     stats_on_publish(p->stats, refresh_stats, extra_inflight, p);
     timer_init(p, &p->wake);
@@ -662,15 +833,13 @@ processor_t *processor_start(app_t *app, char *err, size_t errlen)
     uint64_t every = cfg->download_lease_ms / 3;
     uv_timer_start(&p->renew, on_renew_timer, every, every);
     uv_timer_start(&p->disk, on_disk_timer, 0, cfg->disk_check_interval_ms);
-    p->reaper = reaper_start(app, p->reap_key, p->stats);
+    p->reaper = reaper_start(app, p->reap_key, p->stats, p->s3_store ? p->s3 : NULL,
+                             cfg->s3_bucket, p->s3_region);
     /* a temp file untouched for longer than any live transfer may stall is an orphan */
     long stale_s = (long)((cfg->low_speed_time_ms + 2 * cfg->download_lease_ms) / 1000);
     files_sweep_tmp(app->loop, cfg->storage_dir, stale_s, on_swept, p);
     store_on_wake(p->store, on_wake, p);
     store_on_state(p->store, on_state, p);
-    if (strcmp(cfg->fs_type, "filesystem") != 0)
-        log_warn("processor", "filestorage type not supported yet, using the filesystem", "type=%s",
-                 cfg->fs_type);
     log_info("processor", "started", "instance=%s max_concurrency=%d", app->instance,
              cfg->max_concurrency);
     maybe_claim(p);
@@ -697,17 +866,23 @@ static void on_curlm_closed(void *arg)
         uv_close((uv_handle_t *)timers[i], on_handle_closed);
 }
 
+static void on_s3_closed(void *arg)
+{
+    processor_t *p = arg;
+    curlm_close(p->curlm, on_curlm_closed, p);
+}
+
 static void on_reaper_stopped(void *arg)
 {
     processor_t *p = arg;
     stats_close(p->stats);
     mime_close(p->mime);
-    curlm_close(p->curlm, on_curlm_closed, p);
+    s3_close(p->s3, on_s3_closed, p);
 }
 
 static void stop_check(processor_t *p)
 {
-    if (!p->stopping || p->n_active > 0 || p->stop_begun) return;
+    if (!p->stopping || p->n_active > 0 || p->store_calls > 0 || p->stop_begun) return;
     p->stop_begun = true;
     uv_timer_stop(&p->grace);
     uv_timer_stop(&p->renew);
@@ -719,8 +894,10 @@ static void on_grace(uv_timer_t *t)
     processor_t *p = t->data;
     log_info("processor", "grace period over, requeueing running downloads", "running=%d",
              p->n_active);
-    for (dl_t *d = p->active; d; d = d->next)
+    for (dl_t *d = p->active; d; d = d->next) {
         if (d->fetch) fetch_cancel(d->fetch);
+        if (d->upload) s3_cancel(d->upload);
+    }
 }
 
 void processor_stop(processor_t *p, void (*done)(void *arg), void *arg)

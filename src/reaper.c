@@ -1,5 +1,6 @@
 /* reaper: part of the processor. It leases due entries of its store's reap queue
- * (store_reap_claim), unlinks the files on the thread pool (files_unlink) and confirms
+ * (store_reap_claim), unlinks the files on the thread pool (files_unlink), or deletes
+ * the objects of an S3 store (s3_delete_object; a missing object counts), and confirms
  * only the deletions that worked (store_reap_done); an unconfirmed entry comes back
  * when its lease ends, so a failed delete is retried, never dropped (W21). It sleeps
  * until the queue's next due time or a pub/sub wake-up. */
@@ -12,6 +13,7 @@
 
 #include "files.h"
 #include "log.h"
+#include "s3.h"
 
 #define REAP_BATCH 100
 #define REAP_LEASE_MS 60000
@@ -21,6 +23,8 @@ struct reaper {
     app_t *app;
     stats_t *stats;
     char queue[PATH_MAX];
+    s3_t *s3; /* NULL: the filesystem store */
+    char *bucket, *region;
     uv_timer_t timer;
     bool busy, again, stopping;
     void (*stopped)(void *);
@@ -33,7 +37,6 @@ typedef struct {
     size_t pending, n_ok;
     char **ids;
     char **ok;
-    bool full;
 } batch_t;
 
 static void reap(reaper_t *r);
@@ -55,12 +58,13 @@ static void on_confirmed(store_rc_t rc, const char *err, void *arg)
         free(b->ids[i]);
     free(b->ids);
     free(b->ok);
-    bool again = b->full;
     free(b);
     r->busy = false;
+    /* claim again: more may be due (a full batch), and otherwise the answer arms the
+     * timer for the next due entry, which the claim of this batch did not */
     if (r->stopping)
         finish_stop(r);
-    else if (again || r->again)
+    else
         reap(r);
 }
 
@@ -69,14 +73,13 @@ typedef struct {
     size_t i;
 } item_t;
 
-static void on_unlinked(const files_result_t *res, void *arg)
+static void item_done(item_t *it, const char *error)
 {
-    item_t *it = arg;
     batch_t *b = it->b;
-    if (res->err) {
+    if (error) {
         stats_incr(b->r->stats, "reaperFailures", 1);
         log_warn("reaper", "could not delete file, will retry", "job_id=%s error=%s", b->ids[it->i],
-                 log_q(res->detail));
+                 log_q(error));
     } else {
         b->ok[b->n_ok++] = b->ids[it->i];
     }
@@ -88,6 +91,31 @@ static void on_unlinked(const files_result_t *res, void *arg)
     }
     store_reap_done(b->r->app->store, b->r->queue, b->deadline, (const char *const *)b->ok, b->n_ok,
                     on_confirmed, b);
+}
+
+static void on_unlinked(const files_result_t *res, void *arg)
+{
+    item_done(arg, res->err ? res->detail : NULL);
+}
+
+static void on_object_deleted(const s3_result_t *res, void *arg)
+{
+    item_done(arg, res->ok ? NULL : res->detail);
+}
+
+/* Deletes one job's file or object; the outcome comes to item_done. */
+static void delete_one(reaper_t *r, item_t *it, const char *id)
+{
+    char path[PATH_MAX];
+    if (r->s3) {
+        s3_loc_t loc = {r->bucket, r->region, path};
+        s3_job_key(path, sizeof path, id);
+        if (!s3_delete_object(r->s3, &loc, on_object_deleted, it)) item_done(it, "out of memory");
+        return;
+    }
+    files_job_path(path, sizeof path, r->app->cfg.fs_rootdir, id);
+    if (files_unlink(r->app->loop, path, on_unlinked, it) < 0)
+        item_done(it, "could not queue work");
 }
 
 static void on_claimed(store_rc_t rc, const char *const *ids, size_t n, long long deadline,
@@ -113,21 +141,14 @@ static void on_claimed(store_rc_t rc, const char *const *ids, size_t n, long lon
     b->r = r;
     b->deadline = deadline;
     b->pending = n;
-    b->full = n == REAP_BATCH;
     b->ids = calloc(n + 1, sizeof *b->ids);
     b->ok = calloc(n + 1, sizeof *b->ok);
     for (size_t i = 0; i < n; i++)
         b->ids[i] = strdup(ids[i]);
     for (size_t i = 0; i < n; i++) {
-        char path[PATH_MAX];
         item_t *it = malloc(sizeof *it);
         *it = (item_t){b, i};
-        files_job_path(path, sizeof path, r->app->cfg.fs_rootdir, ids[i]);
-        if (files_unlink(r->app->loop, path, on_unlinked, it) < 0) {
-            files_result_t fail = {.err = 1};
-            snprintf(fail.detail, sizeof fail.detail, "could not queue work");
-            on_unlinked(&fail, it);
-        }
+        delete_one(r, it, ids[i]);
     }
 }
 
@@ -152,11 +173,17 @@ static void on_state(bool up, void *arg)
     if (up) reap(arg);
 }
 
-reaper_t *reaper_start(app_t *app, const char *queue, stats_t *stats)
+reaper_t *reaper_start(app_t *app, const char *queue, stats_t *stats, s3_t *s3,
+                       const char *bucket, const char *region)
 {
     reaper_t *r = calloc(1, sizeof *r);
     r->app = app;
     r->stats = stats;
+    if (s3) {
+        r->s3 = s3;
+        r->bucket = strdup(bucket);
+        r->region = strdup(region);
+    }
     snprintf(r->queue, sizeof r->queue, "%s", queue);
     uv_timer_init(app->loop, &r->timer);
     r->timer.data = r;
@@ -171,6 +198,8 @@ static void on_closed(uv_handle_t *h)
     reaper_t *r = h->data;
     void (*cb)(void *) = r->stopped;
     void *arg = r->stopped_arg;
+    free(r->bucket);
+    free(r->region);
     free(r);
     if (cb) cb(arg);
 }

@@ -220,6 +220,46 @@ static void test_repeated_kafka_backend(void **state)
     config_free(&c);
 }
 
+static void test_s3_keys(void **state)
+{
+    (void)state;
+    const char *doc = "{\"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://h\","
+                      " \"filestorage\": {\"type\": \"s3\", \"bucket\": \"b1\", \"region\": \"eu-west-1\","
+                      " \"endpoint\": \"http://127.0.0.1:9000\", \"path_style\": true,"
+                      " \"access_key_id\": \"AK\", \"secret_access_key\": \"SK\","
+                      " \"multipart_threshold\": 10485760, \"part_size\": 8388608}}}";
+    config_t c;
+    char err[512];
+    assert_int_equal(config_parse(doc, strlen(doc), CONFIG_PROCESSOR, &c, err, sizeof err), 0);
+    assert_string_equal(c.fs_type, "s3");
+    assert_string_equal(c.s3_bucket, "b1");
+    assert_string_equal(c.s3_region, "eu-west-1");
+    assert_string_equal(c.s3_endpoint, "http://127.0.0.1:9000");
+    assert_true(c.s3_path_style);
+    assert_string_equal(c.s3_access_key, "AK");
+    assert_string_equal(c.s3_secret_key, "SK");
+    assert_int_equal(c.s3_multipart_threshold, 10 << 20);
+    assert_int_equal(c.s3_part_size, 8 << 20);
+    assert_null(c.fs_rootdir);
+    config_free(&c);
+    doc = "{\"processor\": {}}";
+    assert_int_equal(config_parse(doc, strlen(doc), 0, &c, err, sizeof err), 0);
+    assert_int_equal(c.s3_multipart_threshold, 64 << 20);
+    assert_int_equal(c.s3_part_size, 16 << 20);
+    config_free(&c);
+    int P = CONFIG_PROCESSOR;
+    expect_error("{\"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://h\", \"filestorage\": {\"type\": \"s3\"}}}", P,
+                 "config: processor.filestorage.bucket must be set when type is \"s3\"");
+    expect_error("{\"processor\": {\"filestorage\": {\"part_size\": 1000}}}", 0,
+                 "config: processor.filestorage.part_size must be an integer from 5242880 to 5368709120 (bytes)");
+    expect_error("{\"processor\": {\"filestorage\": {\"multipart_threshold\": 0}}}", 0,
+                 "config: processor.filestorage.multipart_threshold must be an integer from 1 to 5368709120 (bytes)");
+    expect_error("{\"processor\": {\"filestorage\": {\"endpoint\": \"minio:9000\"}}}", 0,
+                 "config: processor.filestorage.endpoint must be an http:// or https:// URL");
+    expect_error("{\"processor\": {\"filestorage\": {\"access_key_id\": \"AK\"}}}", 0,
+                 "config: processor.filestorage.secret_access_key must be set together with processor.filestorage.access_key_id");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_security_keys),
         cmocka_unit_test(test_repeated_kafka_backend),
+        cmocka_unit_test(test_s3_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -402,13 +402,25 @@ static void test_finalize_bad_args(void **state)
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_true(files_finalize(NULL, fx->tmp, fx->final, NULL, on_done, &g) < 0);
     assert_true(files_finalize(&loop, NULL, fx->final, NULL, on_done, &g) < 0);
-    assert_true(files_finalize(&loop, fx->tmp, NULL, NULL, on_done, &g) < 0);
     assert_true(files_unlink(&loop, NULL, on_done, &g) < 0);
     assert_true(files_disk_usage(&loop, NULL, on_usage, &g) < 0);
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(g.calls, 0);
     assert_int_equal(uv_loop_close(&loop), 0);
     assert_true(exists(fx->tmp));
+}
+
+/* Without a final path (object storage) only the size is measured: the temp file
+ * stays for the upload and nothing is created in the store. */
+static void test_finalize_measure_only(void **state)
+{
+    fx_t *fx = *state;
+    write_file(fx->tmp, png_3x2, sizeof png_3x2);
+    files_result_t res = finalize(fx->tmp, NULL, "image/png");
+    assert_ok(&res);
+    assert_string_equal(res.image_size, "3x2");
+    assert_file_holds(fx->tmp, png_3x2, sizeof png_3x2);
+    assert_false(exists(fx->root));
 }
 
 /* A NULL done callback is allowed: the work still happens. */
@@ -584,6 +596,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_finalize_moves_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_measure_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalize_existing_dir_and_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalize_image_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalize_corrupt_png_no_size, setup, teardown),
