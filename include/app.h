@@ -15,7 +15,7 @@ typedef struct {
     store_t *store;
     char host[128];
     int pid;
-    char instance[192]; /* "<host>-<pid>-<random>", unique per process start */
+    char instance[192];  /* "<host>-<pid>-<random>", unique per process start */
     uint64_t started_ms; /* wall clock */
 } app_t;
 

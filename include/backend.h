@@ -14,19 +14,20 @@
 typedef struct backend backend_t;
 
 typedef struct {
-    bool ok;               /* delivered (HTTP 2xx / Kafka delivery report without error) */
-    bool retriable;        /* worth another attempt (false e.g. for Kafka unknown topic? see docs) */
-    long retry_after_ms;   /* from Retry-After on 429/503, 0 when none */
-    long status;           /* HTTP status (0 for kafka or transport errors) */
-    bool unknown_topic;    /* Kafka "Broker: Unknown topic or partition" */
-    char error[512];       /* e.g. "Received Status: 500 Internal Server Error" or a transport error */
+    bool ok;             /* delivered (HTTP 2xx / Kafka delivery report without error) */
+    bool retriable;      /* worth another attempt (false e.g. for Kafka unknown topic? see docs) */
+    long retry_after_ms; /* from Retry-After on 429/503, 0 when none */
+    long status;         /* HTTP status (0 for kafka or transport errors) */
+    bool unknown_topic;  /* Kafka "Broker: Unknown topic or partition" */
+    char error[512]; /* e.g. "Received Status: 500 Internal Server Error" or a transport error */
 } backend_result_t;
 
 typedef void (*backend_done_fn)(const backend_result_t *res, void *arg);
 
 /* HTTP backend: POST JSON over curlm (timeout = backends.http.timeout, connections
  * reused, responses drained; Standard Webhooks signing when signing_secret is set). */
-backend_t *backend_http_new(uv_loop_t *loop, curlm_t *m, const config_t *cfg, char *err, size_t errlen);
+backend_t *backend_http_new(uv_loop_t *loop, curlm_t *m, const config_t *cfg, char *err,
+                            size_t errlen);
 
 /* Kafka backend: producer from backends.kafka properties; delivery reports served
  * from the libuv loop. NULL with err on failure (fatal at start). */

@@ -5,6 +5,9 @@
 #define DOWNLOADER_CURLM_H
 
 #include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
 #include <uv.h>
 
 typedef struct curlm curlm_t;
@@ -30,5 +33,19 @@ int curlm_active(const curlm_t *m);
 /* Closes the multi handle and all uv handles; transfers still running are removed
  * without callbacks. `closed` is called when everything is released. */
 void curlm_close(curlm_t *m, void (*closed)(void *arg), void *arg);
+
+/* ---- response header lines, as CURLOPT_HEADERFUNCTION hands them over ---- */
+
+/* A status line ("HTTP/1.1 503 Service Unavailable\r\n"): copies "503 Service
+ * Unavailable" into dst and returns true; false (dst untouched) for any other line. */
+bool curlm_status_line(const char *line, size_t len, char *dst, size_t dstlen);
+
+/* "Name: value\r\n" with Name matched case-insensitively: copies the value without
+ * surrounding white space into dst (truncated to fit) and returns true. */
+bool curlm_header_value(const char *line, size_t len, const char *name, char *dst, size_t dstlen);
+
+/* A Retry-After value (delay-seconds or an HTTP-date) in milliseconds from `now`,
+ * capped at one day; 0 when empty, invalid or in the past. */
+long curlm_retry_after_ms(const char *value, time_t now);
 
 #endif

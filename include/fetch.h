@@ -16,11 +16,11 @@
 #define FETCH_HEAD_SIZE 1024
 
 typedef struct {
-    long connect_timeout_ms;  /* always set (default 10000) */
-    long default_timeout_s;   /* whole-request bound when the job gives none; 0 = none */
-    long low_speed_limit;     /* bytes/s below which ... (default 1) */
-    long low_speed_time_s;    /* ... for this long aborts (default 60) */
-    int64_t max_file_size;    /* bytes, 0 = unlimited; larger bodies fail for good */
+    long connect_timeout_ms;          /* always set (default 10000) */
+    long default_timeout_s;           /* whole-request bound when the job gives none; 0 = none */
+    long low_speed_limit;             /* bytes/s below which ... (default 1) */
+    long low_speed_time_s;            /* ... for this long aborts (default 60) */
+    int64_t max_file_size;            /* bytes, 0 = unlimited; larger bodies fail for good */
     const headers_t *default_headers; /* processor.request_headers */
     /* SSRF guard (processor.block_private_networks / allow_cidrs): when on, every
      * address curl connects to (origin, redirect target or proxy) must be public or
@@ -41,29 +41,29 @@ typedef int (*fetch_head_fn)(void *arg, const unsigned char *head, size_t len, c
 
 typedef struct {
     const char *url;
-    const char *proxy;         /* aggregation proxy; NULL or "" = environment proxies */
-    const headers_t *headers;  /* the job's request_headers (may be NULL) */
-    long timeout_s;            /* the job's download_timeout, 0 = opts default */
-    const char *tmp_path;      /* created/truncated; removed again on any failure */
-    fetch_head_fn on_head;     /* NULL when no check is needed */
+    const char *proxy;        /* aggregation proxy; NULL or "" = environment proxies */
+    const headers_t *headers; /* the job's request_headers (may be NULL) */
+    long timeout_s;           /* the job's download_timeout, 0 = opts default */
+    const char *tmp_path;     /* created/truncated; removed again on any failure */
+    fetch_head_fn on_head;    /* NULL when no check is needed */
     void *head_arg;
-    size_t mem_limit;          /* > 0: keep a body of at most this many bytes in memory
-                                  (res.mem) instead of a temp file; a larger body switches
-                                  to the temp file. 0: always stream to tmp_path */
+    size_t mem_limit; /* > 0: keep a body of at most this many bytes in memory
+                         (res.mem) instead of a temp file; a larger body switches
+                         to the temp file. 0: always stream to tmp_path */
 } fetch_req_t;
 
 typedef struct {
     bool ok;
     bool retriable;
     bool internal;
-    bool cancelled;        /* aborted by fetch_cancel: never counts as an attempt */
-    long response_code;    /* final HTTP status, 0 when none */
-    long retry_after_ms;   /* Retry-After of a 408/429/503 answer, 0 when none */
-    uint64_t bytes;        /* body bytes written */
-    char error[1024];      /* "Error while <phase>, <detail>, retriable: <b>, internal: <b>" */
-    char stat[48];         /* stat counter to bump ("download.response.404"), "" for none */
-    unsigned char *mem;    /* ok and the body stayed in memory (see mem_limit): the body,
-                              owned by the done callback (free it); no temp file exists */
+    bool cancelled;      /* aborted by fetch_cancel: never counts as an attempt */
+    long response_code;  /* final HTTP status, 0 when none */
+    long retry_after_ms; /* Retry-After of a 408/429/503 answer, 0 when none */
+    uint64_t bytes;      /* body bytes written */
+    char error[1024];    /* "Error while <phase>, <detail>, retriable: <b>, internal: <b>" */
+    char stat[48];       /* stat counter to bump ("download.response.404"), "" for none */
+    unsigned char *mem;  /* ok and the body stayed in memory (see mem_limit): the body,
+                            owned by the done callback (free it); no temp file exists */
     size_t mem_len;
 } fetch_result_t;
 

@@ -7,12 +7,12 @@
 #include <uv.h>
 
 typedef struct {
-    int err;              /* 0, or the errno of the failed step */
-    const char *phase;    /* §5.5 phase of the failure: "syncing to disk", "storing file to
-                             default storage backend", ... */
-    char detail[256];     /* strerror-style detail */
-    bool internal;        /* our own fault (fsync) */
-    char image_size[32];  /* "WxH" when asked for and decodable, else "" */
+    int err;             /* 0, or the errno of the failed step */
+    const char *phase;   /* §5.5 phase of the failure: "syncing to disk", "storing file to
+                            default storage backend", ... */
+    char detail[256];    /* strerror-style detail */
+    bool internal;       /* our own fault (fsync) */
+    char image_size[32]; /* "WxH" when asked for and decodable, else "" */
 } files_result_t;
 
 typedef void (*files_done_fn)(const files_result_t *res, void *arg);
@@ -43,7 +43,8 @@ int files_disk_usage(uv_loop_t *loop, const char *path, files_usage_fn done, voi
 /* Removes "*.tmp" files in dir not modified for older_than_s seconds: leftovers of a
  * processor that was killed mid-download and whose job was finished elsewhere. done
  * gets the number removed, or -errno. */
-int files_sweep_tmp(uv_loop_t *loop, const char *dir, long older_than_s, files_usage_fn done, void *arg);
+int files_sweep_tmp(uv_loop_t *loop, const char *dir, long older_than_s, files_usage_fn done,
+                    void *arg);
 
 /* Final path of a job's file: <root>/<id[0:3]>/<id>. */
 void files_job_path(char *buf, size_t len, const char *root, const char *id);

@@ -37,8 +37,8 @@ typedef struct httpd_req {
     size_t n_headers;
     const char *body; /* NUL-terminated for convenience; body_len excludes it */
     size_t body_len;
-    char peer[64];    /* client address "ip:port" */
-    void *udata;      /* free for the handler's use */
+    char peer[64]; /* client address "ip:port" */
+    void *udata;   /* free for the handler's use */
 } httpd_req_t;
 
 typedef void (*httpd_handler_fn)(httpd_req_t *req, void *arg);

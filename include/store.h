@@ -86,6 +86,8 @@ typedef struct {
 } store_aggr_t;
 typedef void (*store_aggrs_fn)(store_rc_t rc, const store_aggr_t *a, size_t n, void *arg);
 void store_aggregations(store_t *s, size_t max, store_aggrs_fn done, void *arg);
+/* qsort order for store_aggr_t: most queued first, then most in flight, then by id. */
+int store_aggr_cmp(const void *x, const void *y);
 
 /* Jobs whose callback failed for good, newest first (from cb:failed). */
 typedef struct {
@@ -120,8 +122,8 @@ void store_depths(store_t *s, store_depths_fn done, void *arg);
 
 /* ---- processor ---- */
 typedef struct {
-    job_t job;    /* fields decoded from the job hash (job.id, job.aggr_id set) */
-    char *proxy;  /* the aggregation's proxy, "" for none */
+    job_t job;   /* fields decoded from the job hash (job.id, job.aggr_id set) */
+    char *proxy; /* the aggregation's proxy, "" for none */
 } store_claimed_t;
 
 /* next_*: absolute Redis ms time of the earliest delayed item / lease deadline, or 0
@@ -139,7 +141,12 @@ void store_renew(store_t *s, const char *owner, uint64_t lease_ms, const char *c
                  size_t n, store_lost_fn done, void *arg);
 
 typedef enum { STORE_DL_DONE, STORE_DL_DELAY, STORE_DL_REQUEUE } store_dl_op_t;
-typedef enum { STORE_CB_DELIVERED, STORE_CB_DELAY, STORE_CB_FAILED, STORE_CB_REQUEUE } store_cb_op_t;
+typedef enum {
+    STORE_CB_DELIVERED,
+    STORE_CB_DELAY,
+    STORE_CB_FAILED,
+    STORE_CB_REQUEUE
+} store_cb_op_t;
 
 /* Applies a download outcome under the lease. kv: job field/value pairs to set
  * (NULL-terminated list of strings, pairs). CONFLICT when the lease was lost. */

@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "embedded.h"
 #include "httpd.h"
+#include "json.h"
 #include "job.h"
 #include "log.h"
 #include "metrics.h"
@@ -39,26 +40,6 @@ struct api {
 static const httpd_header_t json_cors[] = {{"Content-Type", "application/json"},
                                            {"Access-Control-Allow-Origin", "*"}};
 static const httpd_header_t json_only[] = {{"Content-Type", "application/json"}};
-
-/* ---------- JSON helpers ---------- */
-
-static void js(yajl_gen g, const char *s)
-{
-    s = s ? s : "";
-    yajl_gen_string(g, (const unsigned char *)s, strlen(s));
-}
-
-static void jkv(yajl_gen g, const char *k, const char *v)
-{
-    js(g, k);
-    js(g, v);
-}
-
-static void jki(yajl_gen g, const char *k, long long v)
-{
-    js(g, k);
-    yajl_gen_integer(g, v);
-}
 
 static void respond_gen(httpd_req_t *req, yajl_gen g, bool cors)
 {
@@ -177,14 +158,14 @@ static void status_field_str(yajl_gen g, const char *const *kv, size_t n, const 
     const char *v = kv_get(kv, n, field);
     const char *masked = v && strcmp(field, "URL") == 0 ? log_redact_url(v) : NULL;
     if (masked && strstr(masked, "***@") && !strstr(v, "***@")) v = masked; /* credentials */
-    jkv(g, name, v ? v : "");
+    json_kv_str(g, name, v ? v : "");
 }
 
 static void status_field_int(yajl_gen g, const char *const *kv, size_t n, const char *name,
                              const char *field)
 {
     const char *v = kv_get(kv, n, field);
-    jki(g, name, v ? atoll(v) : 0);
+    json_kv_int(g, name, v ? atoll(v) : 0);
 }
 
 static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long ttl, void *arg)
@@ -222,9 +203,9 @@ static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long 
     char *file_url = state && strcmp(state, "Success") == 0 && base && *base
                          ? job_file_url(base, kv_get(kv, n, "ID"))
                          : NULL;
-    jkv(g, "file_url", file_url ? file_url : "");
+    json_kv_str(g, "file_url", file_url ? file_url : "");
     free(file_url);
-    jki(g, "expires_in_ms", ttl);
+    json_kv_int(g, "expires_in_ms", ttl);
     yajl_gen_map_close(g);
     respond_gen(req, g, true);
 }
@@ -381,15 +362,6 @@ static void route_stats(api_t *a, httpd_req_t *req)
 
 /* ---------- dashboard ---------- */
 
-static int cmp_aggr(const void *x, const void *y)
-{
-    const store_aggr_t *a = x, *b = y;
-    long long sa = a->ready + a->delayed, sb = b->ready + b->delayed;
-    if (sa != sb) return sa > sb ? -1 : 1;
-    if (a->inflight != b->inflight) return a->inflight > b->inflight ? -1 : 1;
-    return strcmp(a->id, b->id);
-}
-
 static void on_aggrs(store_rc_t rc, const store_aggr_t *list, size_t n, void *arg)
 {
     httpd_req_t *req = arg;
@@ -398,21 +370,21 @@ static void on_aggrs(store_rc_t rc, const store_aggr_t *list, size_t n, void *ar
         return httpd_respond_error(req, 500, "Error scanning for aggregation keys: redis error");
     store_aggr_t *sorted = malloc((n + 1) * sizeof *sorted);
     memcpy(sorted, list, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, cmp_aggr);
+    qsort(sorted, n, sizeof *sorted, store_aggr_cmp);
     yajl_gen g = yajl_gen_alloc(NULL);
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n; i++) {
         char name[1024];
         snprintf(name, sizeof name, "jobs:%s", sorted[i].id);
         yajl_gen_map_open(g);
-        jkv(g, "name", name);
-        jki(g, "size", sorted[i].ready + sorted[i].delayed);
-        jkv(g, "id", sorted[i].id);
-        jki(g, "limit", sorted[i].limit);
-        jkv(g, "proxy", mask_proxy(sorted[i].proxy));
-        jki(g, "ready", sorted[i].ready);
-        jki(g, "delayed", sorted[i].delayed);
-        jki(g, "inflight", sorted[i].inflight);
+        json_kv_str(g, "name", name);
+        json_kv_int(g, "size", sorted[i].ready + sorted[i].delayed);
+        json_kv_str(g, "id", sorted[i].id);
+        json_kv_int(g, "limit", sorted[i].limit);
+        json_kv_str(g, "proxy", mask_proxy(sorted[i].proxy));
+        json_kv_int(g, "ready", sorted[i].ready);
+        json_kv_int(g, "delayed", sorted[i].delayed);
+        json_kv_int(g, "inflight", sorted[i].inflight);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
@@ -468,11 +440,11 @@ static void on_history(store_rc_t rc, long long first, const long long *rows, si
     static const char *keys[2][2] = {{"downloads_ok", "downloads_failed"},
                                      {"callbacks_ok", "callbacks_failed"}};
     if (h->step == 0) {
-        jki(h->g, "first_minute", first);
-        jki(h->g, "minutes", (long long)minutes);
+        json_kv_int(h->g, "first_minute", first);
+        json_kv_int(h->g, "minutes", (long long)minutes);
     }
     for (size_t f = 0; f < nf; f++) {
-        js(h->g, keys[h->step][f]);
+        json_str(h->g, keys[h->step][f]);
         yajl_gen_array_open(h->g);
         for (size_t m = 0; m < minutes; m++)
             yajl_gen_integer(h->g, rows[m * nf + f]);
@@ -508,11 +480,11 @@ static void on_failed(store_rc_t rc, const store_failed_t *f, size_t n, void *ar
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n; i++) {
         yajl_gen_map_open(g);
-        jkv(g, "id", f[i].id);
-        jkv(g, "url", log_redact_url(f[i].url));
-        jkv(g, "aggr_id", f[i].aggr_id);
-        jkv(g, "callback_error", f[i].callback_error);
-        jki(g, "updated_at_ms", f[i].updated_at_ms);
+        json_kv_str(g, "id", f[i].id);
+        json_kv_str(g, "url", log_redact_url(f[i].url));
+        json_kv_str(g, "aggr_id", f[i].aggr_id);
+        json_kv_str(g, "callback_error", f[i].callback_error);
+        json_kv_int(g, "updated_at_ms", f[i].updated_at_ms);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);

@@ -27,7 +27,6 @@
 #define MAX_REDIRS 10L
 #define KEEPALIVE_S 30L
 #define MAXAGE_CONN_S 90L
-#define MAX_RETRY_AFTER_MS (24L * 3600 * 1000)
 #define LOOPBACK "localhost,127.0.0.0/8,::1"
 #define WHSEC_PREFIX "whsec_"
 
@@ -110,36 +109,6 @@ static void transport_fail(backend_result_t *res, const char *url, const char *t
     char q[384];
     quote_url(url, q, sizeof q);
     backend_fail(res, true, "Post \"%s\": %s", q, text);
-}
-
-static void copy_trimmed(char *dst, size_t dstlen, const char *src, size_t n)
-{
-    while (n > 0 && isspace((unsigned char)*src))
-        src++, n--;
-    while (n > 0 && isspace((unsigned char)src[n - 1]))
-        n--;
-    if (n >= dstlen) n = dstlen - 1;
-    memcpy(dst, src, n);
-    dst[n] = 0;
-}
-
-/* Retry-After: delay-seconds or an HTTP-date; 0 when absent, invalid or past. */
-static long parse_retry_after(const char *v, time_t now)
-{
-    if (!v[0]) return 0;
-    long long ms;
-    if (isdigit((unsigned char)v[0])) {
-        char *end;
-        long long s = strtoll(v, &end, 10);
-        if (*end) return 0;
-        ms = s > MAX_RETRY_AFTER_MS / 1000 ? MAX_RETRY_AFTER_MS : s * 1000;
-    } else {
-        time_t t = curl_getdate(v, NULL);
-        if (t == -1 || t <= now) return 0;
-        long long d = (long long)(t - now);
-        ms = d > MAX_RETRY_AFTER_MS / 1000 ? MAX_RETRY_AFTER_MS : d * 1000;
-    }
-    return (long)ms;
 }
 
 /* ---------- Standard Webhooks signing ---------- */
@@ -258,14 +227,10 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
 {
     http_req_t *r = arg;
     size_t len = size * n;
-    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
-        const char *sp = memchr(buf, ' ', len);
-        size_t off = sp ? (size_t)(sp - buf) : len;
-        copy_trimmed(r->status_text, sizeof r->status_text, buf + off, len - off);
+    if (curlm_status_line(buf, len, r->status_text, sizeof r->status_text))
         r->retry_after[0] = 0;
-    } else if (len > 12 && strncasecmp(buf, "Retry-After:", 12) == 0) {
-        copy_trimmed(r->retry_after, sizeof r->retry_after, buf + 12, len - 12);
-    }
+    else
+        curlm_header_value(buf, len, "Retry-After", r->retry_after, sizeof r->retry_after);
     return len;
 }
 
@@ -349,7 +314,7 @@ static void status_result(http_req_t *r, backend_result_t *res)
         backend_fail(res, true, "Received Status: %ld", code);
     res->status = code;
     if (code == 429 || code == 503)
-        res->retry_after_ms = parse_retry_after(r->retry_after, time(NULL));
+        res->retry_after_ms = curlm_retry_after_ms(r->retry_after, time(NULL));
 }
 
 /* curlm: the transfer finished (removed from the multi). */

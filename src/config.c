@@ -229,8 +229,8 @@ static int parse_redis(ctx_t *c, yajl_val r, config_t *cfg)
     if (get_string(c, r, "master_name", &cfg->master_name) < 0) return -1;
     if (get_string(c, r, "password", &cfg->redis_password) < 0) return -1;
     if (get_int_field(c, r, "wait_replicas", 0, &cfg->redis_wait_replicas) < 0 ||
-        get_duration(c, r, "wait_timeout", 1, "milliseconds", true,
-                     &cfg->redis_wait_timeout_ms) < 0)
+        get_duration(c, r, "wait_timeout", 1, "milliseconds", true, &cfg->redis_wait_timeout_ms) <
+            0)
         return -1;
     return get_duration(c, r, "command_timeout", 1, "milliseconds", true,
                         &cfg->redis_command_timeout_ms);
@@ -264,8 +264,8 @@ static int parse_api(ctx_t *c, yajl_val a, config_t *cfg)
 static int parse_s3(ctx_t *c, yajl_val fs, config_t *cfg)
 {
     long long th = (long long)cfg->s3_multipart_threshold, ps = (long long)cfg->s3_part_size;
-    if (get_int(c, fs, "multipart_threshold", 1, 5LL << 30, "an integer from 1 to 5368709120 (bytes)",
-                &th) < 0 ||
+    if (get_int(c, fs, "multipart_threshold", 1, 5LL << 30,
+                "an integer from 1 to 5368709120 (bytes)", &th) < 0 ||
         get_int(c, fs, "part_size", 5LL << 20, 5LL << 30,
                 "an integer from 5242880 to 5368709120 (bytes)", &ps) < 0)
         return -1;

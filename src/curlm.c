@@ -6,8 +6,13 @@
  * owner through the done callback. fetch.c and the callback backends sit on top. */
 #include "curlm.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_RETRY_AFTER_S (24L * 3600)
 
 /* One transfer in progress; stored as the easy handle's CURLOPT_PRIVATE. */
 typedef struct xfer {
@@ -304,4 +309,49 @@ void curlm_close(curlm_t *m, void (*closed)(void *arg), void *arg)
     m->closed = closed;
     m->closed_arg = arg;
     if (m->dispatching == 0) do_close(m);
+}
+
+/* ---------- response header lines ---------- */
+
+static void copy_trimmed(char *dst, size_t dstlen, const char *src, size_t n)
+{
+    while (n > 0 && isspace((unsigned char)*src))
+        src++, n--;
+    while (n > 0 && isspace((unsigned char)src[n - 1]))
+        n--;
+    if (n >= dstlen) n = dstlen - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+bool curlm_status_line(const char *line, size_t len, char *dst, size_t dstlen)
+{
+    if (len < 5 || memcmp(line, "HTTP/", 5) != 0) return false;
+    const char *sp = memchr(line, ' ', len);
+    size_t off = sp ? (size_t)(sp - line) : len;
+    copy_trimmed(dst, dstlen, line + off, len - off);
+    return true;
+}
+
+bool curlm_header_value(const char *line, size_t len, const char *name, char *dst, size_t dstlen)
+{
+    size_t n = strlen(name);
+    if (len <= n || line[n] != ':' || strncasecmp(line, name, n) != 0) return false;
+    copy_trimmed(dst, dstlen, line + n + 1, len - n - 1);
+    return true;
+}
+
+long curlm_retry_after_ms(const char *v, time_t now)
+{
+    long long s;
+    if (isdigit((unsigned char)v[0])) {
+        char *end;
+        s = strtoll(v, &end, 10);
+        if (*end) return 0;
+    } else {
+        time_t t = v[0] ? curl_getdate(v, NULL) : -1;
+        if (t == -1 || t <= now) return 0;
+        s = (long long)(t - now);
+    }
+    return (long)(s > MAX_RETRY_AFTER_S ? MAX_RETRY_AFTER_S : s) * 1000;
 }

@@ -76,8 +76,8 @@ struct fetch {
     size_t head_len;
     unsigned char head[FETCH_HEAD_SIZE];
     char errbuf[CURL_ERROR_SIZE];
-    netguard_t guard;  /* SSRF guard; guard.on = false when not configured */
-    char refused[64];  /* the last address the guard refused, "" when none */
+    netguard_t guard; /* SSRF guard; guard.on = false when not configured */
+    char refused[64]; /* the last address the guard refused, "" when none */
     fetch_result_t res;
 };
 
@@ -405,6 +405,18 @@ static void release_buffer(fetch_t *f)
     f->wcap = f->wlen = f->woff = 0;
 }
 
+/* No write in flight any more: go on with what the transfer was waiting for. */
+static void io_settled(fetch_t *f)
+{
+    release_buffer(f);
+    if (f->stage == ST_FINISHING)
+        finish_io(f);
+    else if (f->failed)
+        abort_transfer(f);
+    else if (f->paused)
+        resume(f);
+}
+
 static void on_written(uv_fs_t *req)
 {
     fetch_t *f = req->data;
@@ -418,13 +430,7 @@ static void on_written(uv_fs_t *req)
         f->woff += (size_t)r;
         if (f->woff < f->wlen && !f->failed && submit_write(f) == 0) return; /* short write */
     }
-    release_buffer(f);
-    if (f->stage == ST_FINISHING)
-        finish_io(f);
-    else if (f->failed)
-        abort_transfer(f);
-    else if (f->paused)
-        resume(f);
+    io_settled(f);
 }
 
 static void on_opened_late(uv_fs_t *req);
@@ -456,29 +462,29 @@ static void on_opened_late(uv_fs_t *req)
         fail_os(f, "creating tmp file", (long)r, true);
     }
     if (!f->failed && f->wlen > f->woff && submit_write(f) == 0) return; /* on_written goes on */
-    release_buffer(f);
-    if (f->stage == ST_FINISHING)
-        finish_io(f);
-    else if (f->failed)
-        abort_transfer(f);
-    else if (f->paused)
-        resume(f);
+    io_settled(f);
+}
+
+/* Grows the write buffer to hold `need` bytes (in FETCH_WBUF_STEP steps). */
+static int wbuf_reserve(fetch_t *f, size_t need)
+{
+    if (need <= f->wcap) return 0;
+    size_t cap = (need + FETCH_WBUF_STEP - 1) / FETCH_WBUF_STEP * FETCH_WBUF_STEP;
+    unsigned char *nb = realloc(f->wbuf, cap);
+    if (!nb) {
+        fail(f, "downloading file", "out of memory", true, true, "failures");
+        return -1;
+    }
+    f->wbuf = nb;
+    f->wcap = cap;
+    return 0;
 }
 
 /* mem_limit mode: append to the body held in memory. */
 static int hold_chunk(fetch_t *f, const char *data, size_t len)
 {
     size_t need = f->wlen + len;
-    if (need > f->wcap) {
-        size_t cap = (need + FETCH_WBUF_STEP - 1) / FETCH_WBUF_STEP * FETCH_WBUF_STEP;
-        unsigned char *nb = realloc(f->wbuf, cap);
-        if (!nb) {
-            fail(f, "downloading file", "out of memory", true, true, "failures");
-            return -1;
-        }
-        f->wbuf = nb;
-        f->wcap = cap;
-    }
+    if (wbuf_reserve(f, need) < 0) return -1;
     memcpy(f->wbuf + f->wlen, data, len);
     f->wlen = need;
     return need > f->mem_limit ? switch_to_file(f) : 0;
@@ -487,16 +493,7 @@ static int hold_chunk(fetch_t *f, const char *data, size_t len)
 static int keep_chunk(fetch_t *f, const char *data, size_t len)
 {
     if (f->in_memory) return hold_chunk(f, data, len);
-    if (len > f->wcap) {
-        size_t cap = (len + FETCH_WBUF_STEP - 1) / FETCH_WBUF_STEP * FETCH_WBUF_STEP;
-        unsigned char *nb = realloc(f->wbuf, cap);
-        if (!nb) {
-            fail(f, "downloading file", "out of memory", true, true, "failures");
-            return -1;
-        }
-        f->wbuf = nb;
-        f->wcap = cap;
-    }
+    if (wbuf_reserve(f, len) < 0) return -1;
     memcpy(f->wbuf, data, len);
     f->wlen = len;
     f->woff = 0;
@@ -562,20 +559,6 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
 
 /* ---- response headers ------------------------------------------------------- */
 
-static long parse_retry_after(const char *v)
-{
-    char *end;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    long s = strtol(v, &end, 10);
-    if (end != v && (*end == 0 || isspace((unsigned char)*end)))
-        return s < 0 ? 0 : (s > 86400L * 365 ? 86400L * 365 * 1000 : s * 1000);
-    time_t t = curl_getdate(v, NULL);
-    if (t < 0) return 0;
-    time_t now = time(NULL);
-    return t > now ? (long)(t - now) * 1000 : 0;
-}
-
 static void on_status_line(fetch_t *f, const char *line, size_t len)
 {
     const char *sp = memchr(line, ' ', len);
@@ -603,6 +586,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 {
     fetch_t *f = arg;
     size_t len = size * nmemb;
+    char v[128];
     if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         on_status_line(f, line, len);
     } else if (len <= 2 && len > 0 && (line[0] == '\r' || line[0] == '\n')) {
@@ -611,13 +595,8 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
         f->has_location = true;
     } else if (header_is(line, len, "Content-Encoding")) {
         f->encoded = true;
-    } else if (header_is(line, len, "Retry-After")) {
-        char v[128];
-        size_t n = len - 12 < sizeof v - 1 ? len - 12 : sizeof v - 1;
-        memcpy(v, line + 12, n);
-        v[n] = 0;
-        v[strcspn(v, "\r\n")] = 0;
-        f->retry_after_ms = parse_retry_after(v);
+    } else if (curlm_header_value(line, len, "Retry-After", v, sizeof v)) {
+        f->retry_after_ms = curlm_retry_after_ms(v, time(NULL));
     }
     return len;
 }

@@ -41,8 +41,8 @@ typedef struct {
     files_usage_fn usage_done;
     void *arg;
     files_result_t res;
-    int percent;  /* usage: the result; sweep: files removed */
-    long older_s; /* sweep: minimum age of a stale temp file */
+    int percent;        /* usage: the result; sweep: files removed */
+    long older_s;       /* sweep: minimum age of a stale temp file */
     unsigned char *mem; /* finalize_mem: the body to write first (owned) */
     size_t mem_len;
     char paths[]; /* storage for path and final_path */
@@ -268,8 +268,7 @@ static int write_mem(files_req_t *r)
 static void finalize_mem_work(uv_work_t *w)
 {
     files_req_t *r = w->data;
-    if (write_mem(r) == 0 && sync_and_measure(r) == 0 && (!r->final_path || store(r) == 0))
-        return;
+    if (write_mem(r) == 0 && sync_and_measure(r) == 0 && (!r->final_path || store(r) == 0)) return;
     unlink(r->path);
 }
 
@@ -284,21 +283,9 @@ static void result_done(uv_work_t *w, int status)
     free(r);
 }
 
-int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
-                   const char *image_mime, files_done_fn done, void *arg)
-{
-    if (!loop || !tmp_path) return UV_EINVAL;
-    files_req_t *r = req_new(tmp_path, final_path);
-    if (!r) return UV_ENOMEM;
-    r->size_mime = decodable_mime(image_mime);
-    r->done = done;
-    r->arg = arg;
-    return req_queue(loop, r, finalize_work, result_done);
-}
-
-int files_finalize_mem(uv_loop_t *loop, const char *tmp_path, const char *final_path,
-                       const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
-                       void *arg)
+static int finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
+                    const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
+                    void *arg)
 {
     if (!loop || !tmp_path) return UV_EINVAL;
     files_req_t *r = req_new(tmp_path, final_path);
@@ -308,7 +295,21 @@ int files_finalize_mem(uv_loop_t *loop, const char *tmp_path, const char *final_
     r->arg = arg;
     r->mem = data;
     r->mem_len = len;
-    return req_queue(loop, r, finalize_mem_work, result_done); /* not queued: caller keeps data */
+    /* not queued: the caller keeps data */
+    return req_queue(loop, r, data ? finalize_mem_work : finalize_work, result_done);
+}
+
+int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
+                   const char *image_mime, files_done_fn done, void *arg)
+{
+    return finalize(loop, tmp_path, final_path, image_mime, NULL, 0, done, arg);
+}
+
+int files_finalize_mem(uv_loop_t *loop, const char *tmp_path, const char *final_path,
+                       const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
+                       void *arg)
+{
+    return finalize(loop, tmp_path, final_path, image_mime, data, len, done, arg);
 }
 
 /* ---- unlink ---- */
@@ -392,7 +393,8 @@ static void sweep_work(uv_work_t *w)
     r->percent = n;
 }
 
-int files_sweep_tmp(uv_loop_t *loop, const char *dir, long older_than_s, files_usage_fn done, void *arg)
+int files_sweep_tmp(uv_loop_t *loop, const char *dir, long older_than_s, files_usage_fn done,
+                    void *arg)
 {
     if (!loop || !dir) return UV_EINVAL;
     files_req_t *r = req_new(dir, NULL);

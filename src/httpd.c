@@ -73,9 +73,9 @@ typedef struct req {
     enum last_cb last_cb;
     bool head, close, ka10, want_continue, continue_sent, headers_done;
     size_t hdr_bytes;
-    wreq_t *out; /* R_READY: the formatted response */
+    wreq_t *out;  /* R_READY: the formatted response */
     pump_t *pump; /* R_READY: file body to send after out */
-    char *buf;   /* arena: inline_buf or a malloc'd block */
+    char *buf;    /* arena: inline_buf or a malloc'd block */
     size_t len, cap;
     size_t url_len, path_off, query_off, body_off;
     size_t n_hdr;
@@ -1509,7 +1509,8 @@ void httpd_respond_fd(httpd_req_t *req, int status, const httpd_header_t *header
         return;
     }
     c->n_handler--;
-    resp_t rs = {.status = status, .headers = headers, .n_headers = headers ? n_headers : 0, .len = size};
+    resp_t rs = {
+        .status = status, .headers = headers, .n_headers = headers ? n_headers : 0, .len = size};
     rs.close = r->close || (c->no_more && !r->next);
     rs.keepalive = !rs.close && r->ka10;
     size_t hl = build_head(c->srv, &rs, NULL, 0);

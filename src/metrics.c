@@ -564,15 +564,6 @@ static void render_all(scrape_t *s, const store_instance_t *list, size_t n, long
     free(in);
 }
 
-static int cmp_aggr(const void *x, const void *y)
-{
-    const store_aggr_t *a = x, *b = y;
-    long long sa = a->ready + a->delayed, sb = b->ready + b->delayed;
-    if (sa != sb) return sa > sb ? -1 : 1;
-    if (a->inflight != b->inflight) return a->inflight > b->inflight ? -1 : 1;
-    return strcmp(a->id, b->id);
-}
-
 static void render_aggr_family(FILE *f, const store_aggr_t *a, size_t n, const char *name,
                                const char *help, int which)
 {
@@ -614,7 +605,7 @@ static void on_aggrs(store_rc_t rc, const store_aggr_t *list, size_t n, void *ar
     }
     store_aggr_t *sorted = malloc((n + 1) * sizeof *sorted);
     memcpy(sorted, list, n * sizeof *sorted);
-    qsort(sorted, n, sizeof *sorted, cmp_aggr);
+    qsort(sorted, n, sizeof *sorted, store_aggr_cmp);
     long long ready = 0;
     for (size_t i = 0; i < n; i++)
         ready += sorted[i].ready;

@@ -384,7 +384,8 @@ notifier_t *notifier_start(app_t *app, char *err, size_t errlen)
     timer_init(n, &n->wake);
     timer_init(n, &n->renew);
     timer_init(n, &n->grace);
-    if ((cfg->http_enabled && !(n->http = backend_http_new(app->loop, n->curlm, cfg, err, errlen))) ||
+    if ((cfg->http_enabled &&
+         !(n->http = backend_http_new(app->loop, n->curlm, cfg, err, errlen))) ||
         (cfg->kafka_enabled && !(n->kafka = backend_kafka_new(app->loop, cfg, err, errlen)))) {
         /* release what was created, through the normal close chain */
         n->stop_begun = true;

@@ -325,8 +325,8 @@ static void on_uploaded(const s3_result_t *res, void *arg)
         /* an outage of our own store must not use up the job's attempts */
         bool internal = res->internal || (!d->own_bucket && res->retriable);
         char msg[1024];
-        fetch_format_error(msg, sizeof msg, d->own_bucket ? PHASE_JOB_S3 : PHASE_STORE,
-                           res->detail, res->retriable, internal);
+        fetch_format_error(msg, sizeof msg, d->own_bucket ? PHASE_JOB_S3 : PHASE_STORE, res->detail,
+                           res->retriable, internal);
         record_failure(d, msg, res->retriable, internal, 0, fc->code);
     } else {
         record_success(d, fc->image_size, fc->code, fc->bytes);
@@ -356,8 +356,9 @@ static void upload_start(dl_t *d, fin_ctx_t *fc)
     else if (grace_over)
         record_requeue(d, "upload interrupted by shutdown");
     else
-        record_failure(d, "Error while " PHASE_STORE ", out of memory, retriable: true, "
-                          "internal: true",
+        record_failure(d,
+                       "Error while " PHASE_STORE ", out of memory, retriable: true, "
+                       "internal: true",
                        true, true, 0, 0);
 }
 
@@ -435,8 +436,8 @@ static void on_fetched(fetch_t *f, const fetch_result_t *res, void *arg)
     d->phase = PH_FINALIZE;
     const char *img = d->c.job.extract_image_size && is_image_type(d->mime) ? d->mime : NULL;
     const char *final = to_s3(d) ? NULL : d->final; /* S3: measured, then uploaded */
-    int rc = res->mem ? files_finalize_mem(p->app->loop, d->tmp, final, img, res->mem,
-                                           res->mem_len, on_finalized, fc)
+    int rc = res->mem ? files_finalize_mem(p->app->loop, d->tmp, final, img, res->mem, res->mem_len,
+                                           on_finalized, fc)
                       : files_finalize(p->app->loop, d->tmp, final, img, on_finalized, fc);
     if (rc < 0) {
         free(res->mem); /* not queued: still ours */
@@ -479,8 +480,7 @@ static void dl_start(processor_t *p, store_claimed_t *c)
         return;
     }
     /* S3 objects get the detected type as their Content-Type */
-    bool check =
-        (c->job.mime_type && *c->job.mime_type) || c->job.extract_image_size || to_s3(d);
+    bool check = (c->job.mime_type && *c->job.mime_type) || c->job.extract_image_size || to_s3(d);
     fetch_req_t req = {
         .url = c->job.url,
         .proxy = c->proxy,
@@ -492,8 +492,7 @@ static void dl_start(processor_t *p, store_claimed_t *c)
         .mem_limit = SMALL_BODY, /* small files: one thread-pool job (write, fsync, rename) */
     };
     bool ready = d->tmp && (d->final || to_s3(d));
-    d->fetch = ready ? fetch_start(p->app->loop, p->curlm, &p->fopts, &req, on_fetched, d)
-                     : NULL;
+    d->fetch = ready ? fetch_start(p->app->loop, p->curlm, &p->fopts, &req, on_fetched, d) : NULL;
     if (!d->fetch)
         record_failure(
             d, "Error while creating request, out of memory, retriable: true, internal: true", true,
@@ -833,8 +832,8 @@ processor_t *processor_start(app_t *app, char *err, size_t errlen)
     uint64_t every = cfg->download_lease_ms / 3;
     uv_timer_start(&p->renew, on_renew_timer, every, every);
     uv_timer_start(&p->disk, on_disk_timer, 0, cfg->disk_check_interval_ms);
-    p->reaper = reaper_start(app, p->reap_key, p->stats, p->s3_store ? p->s3 : NULL,
-                             cfg->s3_bucket, p->s3_region);
+    p->reaper = reaper_start(app, p->reap_key, p->stats, p->s3_store ? p->s3 : NULL, cfg->s3_bucket,
+                             p->s3_region);
     /* a temp file untouched for longer than any live transfer may stall is an orphan */
     long stale_s = (long)((cfg->low_speed_time_ms + 2 * cfg->download_lease_ms) / 1000);
     files_sweep_tmp(app->loop, cfg->storage_dir, stale_s, on_swept, p);

@@ -173,8 +173,8 @@ static void on_state(bool up, void *arg)
     if (up) reap(arg);
 }
 
-reaper_t *reaper_start(app_t *app, const char *queue, stats_t *stats, s3_t *s3,
-                       const char *bucket, const char *region)
+reaper_t *reaper_start(app_t *app, const char *queue, stats_t *stats, s3_t *s3, const char *bucket,
+                       const char *region)
 {
     reaper_t *r = calloc(1, sizeof *r);
     r->app = app;

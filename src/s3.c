@@ -496,31 +496,15 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static void copy_value(char *dst, size_t len, const char *src, size_t n)
-{
-    while (n > 0 && isspace((unsigned char)*src))
-        src++, n--;
-    while (n > 0 && isspace((unsigned char)src[n - 1]))
-        n--;
-    if (n >= len) n = len - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
 static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 {
     s3_op_t *op = arg;
     size_t n = size * nmemb;
-    if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-        const char *sp = memchr(line, ' ', n);
-        size_t off = sp ? (size_t)(sp - line) : n;
-        copy_value(op->status_text, sizeof op->status_text, line + off, n - off);
+    if (curlm_status_line(line, n, op->status_text, sizeof op->status_text))
         op->etag[0] = op->bucket_region[0] = '\0';
-    } else if (n > 5 && strncasecmp(line, "ETag:", 5) == 0) {
-        copy_value(op->etag, sizeof op->etag, line + 5, n - 5);
-    } else if (n > 20 && strncasecmp(line, "x-amz-bucket-region:", 20) == 0) {
-        copy_value(op->bucket_region, sizeof op->bucket_region, line + 20, n - 20);
-    }
+    else if (!curlm_header_value(line, n, "ETag", op->etag, sizeof op->etag))
+        curlm_header_value(line, n, "x-amz-bucket-region", op->bucket_region,
+                           sizeof op->bucket_region);
     return n;
 }
 

@@ -79,7 +79,7 @@ struct store {
     bool master_known;    /* Sentinel mode: host:port is the master the sentinels named */
     bool ever_up;
     uint64_t reconnects;
-    uint64_t unreplicated; /* enqueues WAIT did not confirm in time */
+    uint64_t unreplicated;                  /* enqueues WAIT did not confirm in time */
     struct waiter *wait_queue, **wait_tail; /* enqueues for the next WAIT */
     bool wait_busy;                         /* a WAIT is under way */
     bool closing;
@@ -365,7 +365,8 @@ static void conn_down(store_t *s, conn_t *c)
         s->pending = 0;
         uv_timer_stop(&s->watchdog);
         if (was_up) {
-            if (!s->closing) log_warn("store", "redis connection lost", "addr=%s:%d", s->host, s->port);
+            if (!s->closing)
+                log_warn("store", "redis connection lost", "addr=%s:%d", s->host, s->port);
             notify_state(s, false);
         }
     }
@@ -545,8 +546,7 @@ static void on_master(const char *host, int port, bool switched, void *arg)
     if (s->closing) return;
     if (strcmp(host, s->host) != 0 || port != s->port) {
         const char *msg = switched ? "sentinel switched the redis master" : "redis master moved";
-        if (*s->host)
-            log_info("store", msg, "from=%s:%d to=%s:%d", s->host, s->port, host, port);
+        if (*s->host) log_info("store", msg, "from=%s:%d to=%s:%d", s->host, s->port, host, port);
         conn_drop(s, &s->cmd);
         conn_drop(s, &s->sub);
         snprintf(s->host, sizeof s->host, "%s", host);
@@ -604,8 +604,8 @@ store_t *store_new(uv_loop_t *loop, const config_t *cfg, const char *name)
     uv_timer_start(&s->watchdog, watchdog_cb, wd ? wd : 1, wd ? wd : 1);
     uv_timer_stop(&s->watchdog);
     if (cfg->master_name && *cfg->master_name && cfg->n_sentinels > 0)
-        s->sentinel = sentinel_new(loop, cfg->sentinels, cfg->n_sentinels, cfg->master_name,
-                                   on_master, s);
+        s->sentinel =
+            sentinel_new(loop, cfg->sentinels, cfg->n_sentinels, cfg->master_name, on_master, s);
     else
         split_addr(s, cfg->redis_addr);
     conn_connect(s, &s->cmd);
@@ -995,6 +995,15 @@ static void aggrs_reply(store_t *s, redisReply *r, void *arg)
     free(c);
 }
 
+int store_aggr_cmp(const void *x, const void *y)
+{
+    const store_aggr_t *a = x, *b = y;
+    long long sa = a->ready + a->delayed, sb = b->ready + b->delayed;
+    if (sa != sb) return sa > sb ? -1 : 1;
+    if (a->inflight != b->inflight) return a->inflight > b->inflight ? -1 : 1;
+    return strcmp(a->id, b->id);
+}
+
 void store_aggregations(store_t *s, size_t max, store_aggrs_fn done, void *arg)
 {
     args_t a = {0};
@@ -1258,7 +1267,8 @@ static void cb_claim_reply(store_t *s, redisReply *r, void *arg)
     redisReply *list = claim_shape(r, &rc, &t);
     size_t n = list ? list->elements : 0;
     job_t *jobs = list ? calloc(n + 1, sizeof *jobs) : NULL;
-    for (size_t i = 0; i < n; i++) decode_entry(list->element[i], 0, &jobs[i]);
+    for (size_t i = 0; i < n; i++)
+        decode_entry(list->element[i], 0, &jobs[i]);
     ((store_cb_claim_fn)c->done)(rc, jobs, n, t.due, t.lease, t.now, c->arg);
     free(c);
 }

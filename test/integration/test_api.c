@@ -48,11 +48,12 @@ static void test_enqueue_writes_layout(void **state)
 {
     (void)state;
     char id[16];
-    long st = h_post_job(&env,
-                         "{\"url\":\"http://example.com/a.png\",\"aggr_id\":\"agg:1\",\"aggr_limit\":3,"
-                         "\"callback_url\":\"http://cb.example/x\",\"extra\":\"foo\",\"max_retries\":1,"
-                         "\"request_headers\":{\"X-A\":\"b\"},\"mime_type\":\"image/*\"}",
-                         id);
+    long st =
+        h_post_job(&env,
+                   "{\"url\":\"http://example.com/a.png\",\"aggr_id\":\"agg:1\",\"aggr_limit\":3,"
+                   "\"callback_url\":\"http://cb.example/x\",\"extra\":\"foo\",\"max_retries\":1,"
+                   "\"request_headers\":{\"X-A\":\"b\"},\"mime_type\":\"image/*\"}",
+                   id);
     assert_int_equal(st, 201);
     assert_int_equal(strlen(id), 14);
     char *v = h_redis_str(rc, "HGET job:%s URL", id);
@@ -83,16 +84,19 @@ static void test_enqueue_writes_layout(void **state)
 static void test_aggregation_update(void **state)
 {
     (void)state;
-    assert_int_equal(h_post_job(&env, "{\"url\":\"http://e/1\",\"aggr_id\":\"upd\",\"aggr_limit\":2,"
-                                      "\"aggr_proxy\":\"http://u:secret@proxy:3128\",\"callback_url\":\"http://c/\"}",
-                                NULL),
-                     201);
+    assert_int_equal(
+        h_post_job(&env,
+                   "{\"url\":\"http://e/1\",\"aggr_id\":\"upd\",\"aggr_limit\":2,"
+                   "\"aggr_proxy\":\"http://u:secret@proxy:3128\",\"callback_url\":\"http://c/\"}",
+                   NULL),
+        201);
     char *v = h_redis_str(rc, "HGET aggr:upd proxy");
     assert_string_equal(v, "http://u:secret@proxy:3128");
     free(v);
     /* a later job with another limit updates it; without aggr_proxy the proxy stays */
-    assert_int_equal(h_post_job(&env, "{\"url\":\"http://e/2\",\"aggr_id\":\"upd\",\"aggr_limit\":7,"
-                                      "\"callback_url\":\"http://c/\"}",
+    assert_int_equal(h_post_job(&env,
+                                "{\"url\":\"http://e/2\",\"aggr_id\":\"upd\",\"aggr_limit\":7,"
+                                "\"callback_url\":\"http://c/\"}",
                                 NULL),
                      201);
     v = h_redis_str(rc, "HGET aggr:upd limit");
@@ -102,8 +106,9 @@ static void test_aggregation_update(void **state)
     assert_string_equal(v, "http://u:secret@proxy:3128");
     free(v);
     /* an empty aggr_proxy clears it */
-    assert_int_equal(h_post_job(&env, "{\"url\":\"http://e/3\",\"aggr_id\":\"upd\",\"aggr_limit\":7,"
-                                      "\"aggr_proxy\":\"\",\"callback_url\":\"http://c/\"}",
+    assert_int_equal(h_post_job(&env,
+                                "{\"url\":\"http://e/3\",\"aggr_id\":\"upd\",\"aggr_limit\":7,"
+                                "\"aggr_proxy\":\"\",\"callback_url\":\"http://c/\"}",
                                 NULL),
                      201);
     v = h_redis_str(rc, "HGET aggr:upd proxy");
@@ -127,16 +132,23 @@ static void test_validation_errors(void **state)
         long status;
         const char *msg;
     } cases[] = {
-        {"meh", 400, "Error unmarshalling body 'meh' to Job: invalid character 'm' looking for beginning of value\n"},
-        {"{\"goo\":\"bar\"}", 400, "Error unmarshalling body '{\"goo\":\"bar\"}' to Job: URL must be a string\n"},
+        {"meh", 400,
+         "Error unmarshalling body 'meh' to Job: invalid character 'm' looking for beginning of "
+         "value\n"},
+        {"{\"goo\":\"bar\"}", 400,
+         "Error unmarshalling body '{\"goo\":\"bar\"}' to Job: URL must be a string\n"},
         {"{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"callback_url\":\"http://c/\"}", 400,
-         "Error unmarshalling body '{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"callback_url\":\"http://c/\"}' to "
+         "Error unmarshalling body "
+         "'{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"callback_url\":\"http://c/\"}' to "
          "Aggregation: Aggregation limit must be a number\n"},
         {"{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"aggr_limit\":1}", 400,
-         "Error unmarshalling body '{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"aggr_limit\":1}' to Job: "
+         "Error unmarshalling body '{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"aggr_limit\":1}' to "
+         "Job: "
          "callback_type must be a string\n"},
-        {"{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"callback_type\":\"\",\"callback_dst\":\"\"}", 400,
-         "Error unmarshalling body '{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"callback_type\":\"\",\"callback_dst\":\"\"}' "
+        {"{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"callback_type\":\"\",\"callback_dst\":\"\"}",
+         400,
+         "Error unmarshalling body "
+         "'{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"callback_type\":\"\",\"callback_dst\":\"\"}' "
          "to Job: You need to provide both callback_type (\"\") and callback_dst (\"\")\n"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -158,7 +170,10 @@ static void test_created_response(void **state)
 {
     (void)state;
     h_resp_t r;
-    request("POST", "/download", "{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"aggr_limit\":1,\"callback_url\":\"http://c/\"}", &r);
+    request(
+        "POST", "/download",
+        "{\"url\":\"http://a/\",\"aggr_id\":\"x\",\"aggr_limit\":1,\"callback_url\":\"http://c/\"}",
+        &r);
     assert_int_equal(r.status, 201);
     assert_int_equal(r.body_len, 23);
     assert_non_null(strstr(r.headers, "Content-Type: application/json"));
@@ -173,8 +188,9 @@ static void test_retry_rules(void **state)
     freeReplyObject(x);
     x = h_redis(rc, "HSET job:PendingState ID PendingState CallbackState Pending");
     freeReplyObject(x);
-    x = h_redis(rc, "HSET job:FailedWithCb01 ID FailedWithCb01 CallbackState Failed CallbackURL http://c/ "
-                    "DownloadState Success CallbackCount 2 CallbackMeta boom");
+    x = h_redis(
+        rc, "HSET job:FailedWithCb01 ID FailedWithCb01 CallbackState Failed CallbackURL http://c/ "
+            "DownloadState Success CallbackCount 2 CallbackMeta boom");
     freeReplyObject(x);
     request("POST", "/retry/AqUCDp0PUWAKAw", NULL, &r);
     assert_int_equal(r.status, 204);
@@ -240,7 +256,12 @@ static void test_stats_and_status(void **state)
     assert_string_equal(r.body, "{\"alive\": 0, \"failures\": 1, \"spawnedWorkers\": 5}");
     h_resp_free(&r);
     char id[16];
-    assert_int_equal(h_post_job(&env, "{\"url\":\"http://a/s\",\"aggr_id\":\"st\",\"aggr_limit\":1,\"callback_url\":\"http://c/\"}", id), 201);
+    assert_int_equal(
+        h_post_job(&env,
+                   "{\"url\":\"http://a/"
+                   "s\",\"aggr_id\":\"st\",\"aggr_limit\":1,\"callback_url\":\"http://c/\"}",
+                   id),
+        201);
     char path[64];
     snprintf(path, sizeof path, "/download/%s", id);
     request("GET", path, NULL, &r);
@@ -291,8 +312,9 @@ static void test_concurrent_posts(void **state)
     struct curl_slist *hdr = curl_slist_append(NULL, "Expect:");
     for (int i = 0; i < N; i++) {
         snprintf(bodies[i], sizeof bodies[i],
-                 "{\"url\":\"http://a/%d\",\"aggr_id\":\"load%d\",\"aggr_limit\":5,\"callback_url\":\"http://c/\"}", i,
-                 i % 10);
+                 "{\"url\":\"http://a/"
+                 "%d\",\"aggr_id\":\"load%d\",\"aggr_limit\":5,\"callback_url\":\"http://c/\"}",
+                 i, i % 10);
         e[i] = curl_easy_init();
         curl_easy_setopt(e[i], CURLOPT_URL, url);
         curl_easy_setopt(e[i], CURLOPT_POSTFIELDS, bodies[i]);
@@ -330,7 +352,10 @@ static void test_concurrent_posts(void **state)
             assert_int_equal(h_redis_int(rc, "EXISTS job:%s", l->element[i]->str), 1);
         freeReplyObject(l);
     }
-    redisReply *x = h_redis(rc, "EVAL %s 0", "local s = {} local n = 0 for a = 0, 9 do for _, id in ipairs(redis.call('LRANGE', 'q:load' .. a, 0, -1)) do if not s[id] then s[id] = 1 n = n + 1 end end end return n");
+    redisReply *x = h_redis(
+        rc, "EVAL %s 0",
+        "local s = {} local n = 0 for a = 0, 9 do for _, id in ipairs(redis.call('LRANGE', "
+        "'q:load' .. a, 0, -1)) do if not s[id] then s[id] = 1 n = n + 1 end end end return n");
     assert_int_equal(x->integer, N);
     freeReplyObject(x);
 }
@@ -338,7 +363,10 @@ static void test_concurrent_posts(void **state)
 static bool api_serves(void *arg)
 {
     (void)arg;
-    return h_post_job(&env, "{\"url\":\"http://a/r\",\"aggr_id\":\"rr\",\"aggr_limit\":1,\"callback_url\":\"http://c/\"}", NULL) == 201;
+    return h_post_job(&env,
+                      "{\"url\":\"http://a/"
+                      "r\",\"aggr_id\":\"rr\",\"aggr_limit\":1,\"callback_url\":\"http://c/\"}",
+                      NULL) == 201;
 }
 
 static void test_redis_down_and_back(void **state)
@@ -348,7 +376,10 @@ static void test_redis_down_and_back(void **state)
     rc = NULL;
     h_redis_kill(&env.redis);
     h_resp_t r;
-    request("POST", "/download", "{\"url\":\"http://a/d\",\"aggr_id\":\"d\",\"aggr_limit\":1,\"callback_url\":\"http://c/\"}", &r);
+    request("POST", "/download",
+            "{\"url\":\"http://a/d\",\"aggr_id\":\"d\",\"aggr_limit\":1,\"callback_url\":\"http://"
+            "c/\"}",
+            &r);
     assert_int_equal(r.status, 503);
     assert_non_null(strstr(r.body, "Redis"));
     h_resp_free(&r);

@@ -552,8 +552,8 @@ static void test_redirect_to_other_scheme(void **state)
 
 /* ---- SSRF guard --------------------------------------------------------------- */
 
-#define REFUSED_LOOPBACK                                                                          \
-    "Error while performing request, refused to connect to 127.0.0.1: private or loopback "     \
+#define REFUSED_LOOPBACK                                                                           \
+    "Error while performing request, refused to connect to 127.0.0.1: private or loopback "        \
     "address (processor.block_private_networks), retriable: false, internal: false"
 
 static fetch_opts_t opts_guard(const char *const *allow, size_t n)

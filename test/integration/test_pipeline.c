@@ -26,10 +26,11 @@ static pid_t processor_pid, notifier_pid;
 static int setup(void **state)
 {
     (void)state;
-    if (h_env_start(&env,
-                    "\"request_headers\": {\"User-Agent\": \"Downloader-Agent\", \"Accept\": \"*/*\"}, "
-                    "\"shutdown_grace\": 1",
-                    "\"max_attempts\": 3", NULL) < 0)
+    if (h_env_start(
+            &env,
+            "\"request_headers\": {\"User-Agent\": \"Downloader-Agent\", \"Accept\": \"*/*\"}, "
+            "\"shutdown_grace\": 1",
+            "\"max_attempts\": 3", NULL) < 0)
         return -1;
     if (h_env_run(&env, "api") < 0) return -1;
     processor_pid = h_env_run(&env, "processor");
@@ -53,7 +54,8 @@ static void post(const char *origin_path, const char *aggr, int limit, const cha
     h_origin_url(&env, url, sizeof url, origin_path);
     char cb[256];
     h_origin_url(&env, cb, sizeof cb, "/callback/test");
-    snprintf(body, sizeof body, "{\"url\":\"%s\",\"aggr_id\":\"%s\",\"aggr_limit\":%d,\"callback_url\":\"%s\"%s%s}",
+    snprintf(body, sizeof body,
+             "{\"url\":\"%s\",\"aggr_id\":\"%s\",\"aggr_limit\":%d,\"callback_url\":\"%s\"%s%s}",
              url, aggr, limit, cb, extra ? "," : "", extra ? extra : "");
     assert_int_equal(h_post_job(&env, body, id), 201);
 }
@@ -152,8 +154,9 @@ static void test_image_size_and_mime(void **state)
     p = h_wait_callback(&env, mismatch, 10000);
     assert_non_null(p);
     assert_int_equal(h_jbool(p, "success"), 0);
-    assert_string_equal(h_jstr(p, "error"), "Error while validating mime type, Expected mime-type to be "
-                                            "(image/jpeg), found (image/gif), retriable: false, internal: false");
+    assert_string_equal(h_jstr(p, "error"),
+                        "Error while validating mime type, Expected mime-type to be "
+                        "(image/jpeg), found (image/gif), retriable: false, internal: false");
     assert_string_equal(h_jstr(p, "download_url"), "");
     yajl_tree_free(p);
     assert_int_equal(requests_for("/file/image.gif"), 1);
@@ -167,8 +170,8 @@ static void test_not_found_is_final(void **state)
     yajl_val p = h_wait_callback(&env, id, 10000);
     assert_non_null(p);
     assert_int_equal(h_jbool(p, "success"), 0);
-    assert_string_equal(h_jstr(p, "error"),
-                        "Error while processing response, Received status code 404 Not Found, retriable: false, internal: false");
+    assert_string_equal(h_jstr(p, "error"), "Error while processing response, Received status code "
+                                            "404 Not Found, retriable: false, internal: false");
     assert_int_equal(h_jint(p, "response_code"), 404);
     yajl_tree_free(p);
     assert_int_equal(requests_for("/status/404"), 1);
@@ -193,7 +196,8 @@ static void test_transient_error_then_success(void **state)
     (void)state;
     char id[16];
     assert_int_equal(h_origin_post(&env, "/_script",
-                                   "{\"path\": \"/file/image.jpg\", \"responses\": [{\"status\": 500}, {\"status\": 503}]}"),
+                                   "{\"path\": \"/file/image.jpg\", \"responses\": [{\"status\": "
+                                   "500}, {\"status\": 503}]}"),
                      200);
     post("/file/image.jpg", "tr", 4, NULL, id);
     yajl_val p = h_wait_callback(&env, id, 15000);
@@ -223,7 +227,8 @@ static void test_exact_headers_on_wire(void **state)
     assert_non_null(hdrs);
     const char *names[] = {"Host", "User-Agent", "Accept", "X-Foo", "Accept-Encoding"};
     assert_int_equal(hdrs->u.object.len, 5);
-    for (size_t i = 0; i < 5; i++) assert_non_null(h_jstr(hdrs, names[i]));
+    for (size_t i = 0; i < 5; i++)
+        assert_non_null(h_jstr(hdrs, names[i]));
     assert_string_equal(h_jstr(hdrs, "User-Agent"), "Downloader-Agent");
     assert_string_equal(h_jstr(hdrs, "Accept"), "image/png");
     assert_string_equal(h_jstr(hdrs, "X-Foo"), "bar");
@@ -291,7 +296,7 @@ static void test_limits_hold_across_two_processors(void **state)
         snprintf(path, sizeof path, "/data/2000?delay_ms=150&aggr=%s&n=%d", aggr, i);
         post(path, aggr, i % 2 ? 5 : 3, NULL, ids[i]);
     }
-    ids_t x = {(const char (*)[16])ids, 60};
+    ids_t x = {(const char(*)[16])ids, 60};
     assert_true(h_wait_for(all_delivered, &x, 30000));
     yajl_val st = h_origin_json(&env, "/_stats");
     const char *k3[] = {"lim3", "max", NULL}, *k5[] = {"lim5", "max", NULL};
@@ -321,9 +326,10 @@ static void test_kill9_processor_loses_nothing(void **state)
     assert_true(h_wait_for(origin_busy, "k9", 10000));
     h_stop(processor_pid, SIGKILL, 2000);
     processor_pid = h_env_run(&env, "processor");
-    ids_t x = {(const char (*)[16])ids, 20};
+    ids_t x = {(const char(*)[16])ids, 20};
     assert_true(h_wait_for(all_delivered, &x, 40000));
-    for (int i = 0; i < 20; i++) assert_stored(ids[i], 20000);
+    for (int i = 0; i < 20; i++)
+        assert_stored(ids[i], 20000);
 }
 
 static void test_sigterm_requeues_without_attempt(void **state)
@@ -337,7 +343,8 @@ static void test_sigterm_requeues_without_attempt(void **state)
     char *st = h_redis_str(rc, "HGET job:%s DownloadState", id);
     assert_string_equal(st, "Pending");
     free(st);
-    assert_true(h_redis_int(rc, "HGET job:%s DownloadCount", id) <= 0); /* absent or 0: no attempt used */
+    assert_true(h_redis_int(rc, "HGET job:%s DownloadCount", id) <=
+                0); /* absent or 0: no attempt used */
     processor_pid = h_env_run(&env, "processor");
     yajl_val p = h_wait_callback(&env, id, 20000);
     assert_non_null(p);
@@ -395,7 +402,9 @@ static void test_callback_retry_after(void **state)
 {
     (void)state;
     char id[16];
-    assert_int_equal(h_origin_post(&env, "/_sink", "{\"fail\": 1, \"status\": 429, \"retry_after\": \"2\"}"), 200);
+    assert_int_equal(
+        h_origin_post(&env, "/_sink", "{\"fail\": 1, \"status\": 429, \"retry_after\": \"2\"}"),
+        200);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     post("/data/10", "ra", 4, NULL, id);
@@ -412,12 +421,13 @@ static void test_kill9_notifier_delivers_everything(void **state)
     (void)state;
     static char ids[20][16];
     assert_int_equal(h_origin_post(&env, "/_sink", "{\"delay_ms\": 1500}"), 200);
-    for (int i = 0; i < 20; i++) post("/data/10", "nk", 20, NULL, ids[i]);
+    for (int i = 0; i < 20; i++)
+        post("/data/10", "nk", 20, NULL, ids[i]);
     usleep(800000); /* callbacks are now waiting on the slow sink */
     h_stop(notifier_pid, SIGKILL, 2000);
     assert_int_equal(h_origin_post(&env, "/_sink", "{\"delay_ms\": 0}"), 200);
     notifier_pid = h_env_run(&env, "notifier");
-    ids_t x = {(const char (*)[16])ids, 20};
+    ids_t x = {(const char(*)[16])ids, 20};
     assert_true(h_wait_for(all_delivered, &x, 30000));
     int dup = 0;
     for (int i = 0; i < 20; i++) {
@@ -425,7 +435,8 @@ static void test_kill9_notifier_delivers_everything(void **state)
         h_callbacks(&env, ids[i], &ok, NULL);
         dup += ok - 1;
     }
-    fprintf(stderr, "kill -9 notifier: 20 callbacks delivered, %d duplicates (at-least-once)\n", dup);
+    fprintf(stderr, "kill -9 notifier: 20 callbacks delivered, %d duplicates (at-least-once)\n",
+            dup);
 }
 
 static bool undefined_backend_counted(void *arg)
@@ -434,7 +445,8 @@ static bool undefined_backend_counted(void *arg)
     char url[256];
     h_resp_t r;
     h_api_url(&env, url, sizeof url, "/stats/notifier");
-    bool ok = h_http("GET", url, NULL, NULL, &r) == 0 && strstr(r.body, "\"undefinedBackendWithCallback\": ");
+    bool ok = h_http("GET", url, NULL, NULL, &r) == 0 &&
+              strstr(r.body, "\"undefinedBackendWithCallback\": ");
     h_resp_free(&r);
     return ok;
 }
@@ -445,7 +457,9 @@ static void test_unknown_callback_type(void **state)
     char url[256], body[512];
     h_origin_url(&env, url, sizeof url, "/data/10");
     snprintf(body, sizeof body,
-             "{\"url\":\"%s\",\"aggr_id\":\"ub\",\"aggr_limit\":1,\"callback_type\":\"foo\",\"callback_dst\":\"x\"}", url);
+             "{\"url\":\"%s\",\"aggr_id\":\"ub\",\"aggr_limit\":1,\"callback_type\":\"foo\","
+             "\"callback_dst\":\"x\"}",
+             url);
     assert_int_equal(h_post_job(&env, body, NULL), 201);
     assert_true(h_wait_for(undefined_backend_counted, NULL, 10000));
 }

@@ -34,7 +34,8 @@ int h_free_port(void)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t l = sizeof a;
     if (fd < 0) return -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || getsockname(fd, (struct sockaddr *)&a, &l) < 0) {
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &l) < 0) {
         close(fd);
         return -1;
     }
@@ -47,7 +48,8 @@ int h_wait_port(int port, int timeout_ms)
     long end = now_ms() + timeout_ms;
     while (now_ms() < end) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
         close(fd);
@@ -70,7 +72,8 @@ pid_t h_spawn(char *const argv[], const char *logfile, char *const extra_env[])
             close(fd);
         }
     }
-    for (size_t i = 0; extra_env && extra_env[i]; i++) putenv(extra_env[i]);
+    for (size_t i = 0; extra_env && extra_env[i]; i++)
+        putenv(extra_env[i]);
     execvp(argv[0], argv);
     fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
@@ -117,9 +120,22 @@ static pid_t redis_spawn(h_redis_t *r, bool aof)
     char port[16], log[512], args[sizeof r->args];
     snprintf(port, sizeof port, "%d", r->port);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
-    char *argv[32] = {"redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", r->dir,
-                      "--save", "", "--appendonly", aof ? "yes" : "no", "--logfile", log,
-                      "--daemonize", "no", NULL};
+    char *argv[32] = {"redis-server",
+                      "--bind",
+                      "127.0.0.1",
+                      "--port",
+                      port,
+                      "--dir",
+                      r->dir,
+                      "--save",
+                      "",
+                      "--appendonly",
+                      aof ? "yes" : "no",
+                      "--logfile",
+                      log,
+                      "--daemonize",
+                      "no",
+                      NULL};
     size_t n = 15;
     snprintf(args, sizeof args, "%s", r->args);
     char *save = NULL;
@@ -147,8 +163,8 @@ int h_redis_start_ex(h_redis_t *r, bool aof, const char *const *args)
     size_t used = 0;
     r->args[0] = '\0';
     for (size_t i = 0; args && args[i] && used < sizeof r->args; i++)
-        used += (size_t)snprintf(r->args + used, sizeof r->args - used, "%s%s", i ? " " : "",
-                                 args[i]);
+        used +=
+            (size_t)snprintf(r->args + used, sizeof r->args - used, "%s%s", i ? " " : "", args[i]);
     r->dir = h_tmpdir("redis");
     r->port = h_free_port();
     if (aof) {
@@ -250,7 +266,8 @@ int h_http(const char *method, const char *url, const char *body, const char *co
     CURL *e = curl_easy_init();
     buf_t b = {0}, h = {0};
     struct curl_slist *sl = curl_slist_append(NULL, "Expect:");
-    for (size_t i = 0; headers && headers[i]; i++) sl = curl_slist_append(sl, headers[i]);
+    for (size_t i = 0; headers && headers[i]; i++)
+        sl = curl_slist_append(sl, headers[i]);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, sl);
@@ -325,7 +342,8 @@ char *h_read_file(const char *path, size_t *len)
     buf_t b = {0};
     char chunk[65536];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) buf_cb(chunk, 1, n, &b);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_cb(chunk, 1, n, &b);
     fclose(f);
     if (len) *len = b.n;
     return b.p ? b.p : strdup("");
@@ -340,8 +358,10 @@ int h_env_start(h_env_t *e, const char *processor_extra, const char *notifier_ex
 int h_env_start_ex(h_env_t *e, const char *processor_extra, const char *notifier_extra,
                    const char *backends, const char *api_extra)
 {
-    h_env_opts_t o = {.processor_extra = processor_extra, .notifier_extra = notifier_extra,
-                      .backends = backends, .api_extra = api_extra};
+    h_env_opts_t o = {.processor_extra = processor_extra,
+                      .notifier_extra = notifier_extra,
+                      .backends = backends,
+                      .api_extra = api_extra};
     return h_env_start_opts(e, &o);
 }
 
@@ -363,19 +383,21 @@ int h_env_start_opts(h_env_t *e, const h_env_opts_t *o)
     char *json = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&json, &n);
-    fprintf(f,
-            "{\"redis\": {\"addr\": \"127.0.0.1:%d\"},\n"
-            " \"api\": {\"heartbeat_path\": \"%s/hb\"%s%s},\n"
-            " \"processor\": {\"storage_dir\": \"%s/tmp\", \"filestorage\": {\"type\": \"filesystem\", "
-            "\"rootdir\": \"%s/files\"}, \"download_url\": \"http://127.0.0.1:%d/files\", "
-            "\"stats_interval\": 200, \"lease\": \"3s\", \"retry_base\": \"200ms\", \"low_speed_time\": 5%s%s},\n"
-            " \"notifier\": {\"concurrency\": 16, \"stats_interval\": 200, \"deletion_interval\": 1, "
-            "\"lease\": \"3s\", \"retry_base\": \"200ms\"%s%s},\n"
-            " \"backends\": %s}\n",
-            e->redis.port, e->dir, api_extra ? ", " : "", api_extra ? api_extra : "", e->dir,
-            e->dir, e->origin_port, processor_extra ? ", " : "",
-            processor_extra ? processor_extra : "", notifier_extra ? ", " : "",
-            notifier_extra ? notifier_extra : "", backends ? backends : "{\"http\": {\"timeout\": 5}}");
+    fprintf(
+        f,
+        "{\"redis\": {\"addr\": \"127.0.0.1:%d\"},\n"
+        " \"api\": {\"heartbeat_path\": \"%s/hb\"%s%s},\n"
+        " \"processor\": {\"storage_dir\": \"%s/tmp\", \"filestorage\": {\"type\": \"filesystem\", "
+        "\"rootdir\": \"%s/files\"}, \"download_url\": \"http://127.0.0.1:%d/files\", "
+        "\"stats_interval\": 200, \"lease\": \"3s\", \"retry_base\": \"200ms\", "
+        "\"low_speed_time\": 5%s%s},\n"
+        " \"notifier\": {\"concurrency\": 16, \"stats_interval\": 200, \"deletion_interval\": 1, "
+        "\"lease\": \"3s\", \"retry_base\": \"200ms\"%s%s},\n"
+        " \"backends\": %s}\n",
+        e->redis.port, e->dir, api_extra ? ", " : "", api_extra ? api_extra : "", e->dir, e->dir,
+        e->origin_port, processor_extra ? ", " : "", processor_extra ? processor_extra : "",
+        notifier_extra ? ", " : "", notifier_extra ? notifier_extra : "",
+        backends ? backends : "{\"http\": {\"timeout\": 5}}");
     fclose(f);
     snprintf(e->config, sizeof e->config, "%s/config.json", e->dir);
     int rc = h_write_file(e->config, json);
@@ -401,7 +423,8 @@ pid_t h_env_run(h_env_t *e, const char *command)
     snprintf(log, sizeof log, "%s/%s-%d.log", e->dir, command, e->nprocs);
     if (api) e->api_port = h_free_port();
     snprintf(port, sizeof port, "%d", e->api_port);
-    char *argv[] = {(char *)h_bin(), (char *)command, "-c", e->config, "--host", "127.0.0.1", "-p", port, NULL};
+    char *argv[] = {
+        (char *)h_bin(), (char *)command, "-c", e->config, "--host", "127.0.0.1", "-p", port, NULL};
     if (!api) argv[4] = NULL;
     static char test_time[] = "DOWNLOADER_TEST_TIME=1";
     char *env[] = {test_time, NULL};
@@ -421,11 +444,14 @@ int h_env_kill(h_env_t *e, pid_t pid, int sig, int timeout_ms)
 
 void h_env_stop(h_env_t *e)
 {
-    for (int i = 0; i < e->nprocs; i++) h_stop(e->procs[i], SIGTERM, 15000);
+    for (int i = 0; i < e->nprocs; i++)
+        h_stop(e->procs[i], SIGTERM, 15000);
     if (e->origin > 0) h_stop(e->origin, SIGTERM, 3000);
     h_redis_stop(&e->redis);
-    if (getenv("KEEP_TEST_DIRS")) fprintf(stderr, "kept %s\n", e->dir);
-    else h_rmtree(e->dir);
+    if (getenv("KEEP_TEST_DIRS"))
+        fprintf(stderr, "kept %s\n", e->dir);
+    else
+        h_rmtree(e->dir);
     free(e->dir);
     e->dir = NULL;
 }

@@ -16,13 +16,15 @@ static const char *good =
     "{\"redis\": {\"addr\": \"10.0.0.1:6380\"},"
     " \"api\": {\"heartbeat_path\": \"/tmp/hb\", \"max_body\": 2048, \"read_timeout\": \"2s\"},"
     " \"processor\": {\"storage_dir\": \"/tmp/x\", \"download_url\": \"http://h/foo\","
-    "   \"request_headers\": {\"User-Agent\": \"UA\"}, \"stats_interval\": 300, \"max_concurrency\": 7,"
+    "   \"request_headers\": {\"User-Agent\": \"UA\"}, \"stats_interval\": 300, "
+    "\"max_concurrency\": 7,"
     "   \"lease\": 20, \"retry_base\": \"500ms\", \"max_file_size\": 1000,"
     "   \"filestorage\": {\"type\": \"filesystem\", \"rootdir\": \"/tmp/files\"}},"
     " \"notifier\": {\"concurrency\": 10, \"deletion_interval\": 2, \"max_attempts\": 4,"
     "   \"retention\": \"1d\", \"unknown\": [1,2]},"
     " \"backends\": {\"http\": {\"timeout\": 30}, \"kafka\": {\"bootstrap.servers\": \"b:9092\","
-    "   \"go.delivery.reports\": false, \"go.events.channel.enable\": true, \"acks\": 1, \"x\": true}},"
+    "   \"go.delivery.reports\": false, \"go.events.channel.enable\": true, \"acks\": 1, \"x\": "
+    "true}},"
     " \"whatever\": {}}";
 
 static void test_good_file(void **state)
@@ -30,7 +32,10 @@ static void test_good_file(void **state)
     (void)state;
     config_t c;
     char err[512];
-    assert_int_equal(config_parse(good, strlen(good), CONFIG_API | CONFIG_PROCESSOR | CONFIG_NOTIFIER, &c, err, sizeof err), 0);
+    assert_int_equal(config_parse(good, strlen(good),
+                                  CONFIG_API | CONFIG_PROCESSOR | CONFIG_NOTIFIER, &c, err,
+                                  sizeof err),
+                     0);
     assert_string_equal(c.redis_addr, "10.0.0.1:6380");
     assert_string_equal(c.heartbeat_path, "/tmp/hb");
     assert_int_equal(c.api_max_body, 2048);
@@ -63,10 +68,12 @@ static void test_good_file(void **state)
 static void test_defaults_and_case(void **state)
 {
     (void)state;
-    const char *doc = "{\"PROCESSOR\": {\"Storage_Dir\": \"/tmp/s\", \"download_url\": \"http://h\"}}";
+    const char *doc =
+        "{\"PROCESSOR\": {\"Storage_Dir\": \"/tmp/s\", \"download_url\": \"http://h\"}}";
     config_t c;
     char err[512];
-    assert_int_equal(config_parse(doc, strlen(doc), CONFIG_API | CONFIG_PROCESSOR, &c, err, sizeof err), 0);
+    assert_int_equal(
+        config_parse(doc, strlen(doc), CONFIG_API | CONFIG_PROCESSOR, &c, err, sizeof err), 0);
     assert_string_equal(c.redis_addr, "localhost:6379");
     assert_string_equal(c.storage_dir, "/tmp/s");
     assert_string_equal(c.fs_rootdir, "/tmp/s"); /* no filestorage section: storage_dir */
@@ -98,39 +105,58 @@ static void test_bad_values(void **state)
     expect_error("[]", N, "config: the top level must be a JSON object");
     expect_error("{\"redis\": 5}", N, "config: redis must be an object");
     expect_error("{\"redis\": {\"addr\": 6379}}", N, "config: redis.addr must be a string");
-    snprintf(doc, sizeof doc, "{\"notifier\": {\"concurrency\": 0, \"deletion_interval\": 1}, %s}", nb);
+    snprintf(doc, sizeof doc, "{\"notifier\": {\"concurrency\": 0, \"deletion_interval\": 1}, %s}",
+             nb);
     expect_error(doc, N, "config: notifier.concurrency must be a positive integer");
-    snprintf(doc, sizeof doc, "{\"notifier\": {\"concurrency\": \"10\", \"deletion_interval\": 1}, %s}", nb);
+    snprintf(doc, sizeof doc,
+             "{\"notifier\": {\"concurrency\": \"10\", \"deletion_interval\": 1}, %s}", nb);
     expect_error(doc, N, "config: notifier.concurrency must be a positive integer");
-    snprintf(doc, sizeof doc, "{\"notifier\": {\"concurrency\": 2.5, \"deletion_interval\": 1}, %s}", nb);
+    snprintf(doc, sizeof doc,
+             "{\"notifier\": {\"concurrency\": 2.5, \"deletion_interval\": 1}, %s}", nb);
     expect_error(doc, N, "config: notifier.concurrency must be a positive integer");
     snprintf(doc, sizeof doc, "{\"notifier\": {\"concurrency\": 1}, %s}", nb);
-    expect_error(doc, N, "config: notifier.deletion_interval must be a positive number of minutes: the time "
-                         "after a delivered callback before the job's file is deleted");
+    expect_error(
+        doc, N,
+        "config: notifier.deletion_interval must be a positive number of minutes: the time "
+        "after a delivered callback before the job's file is deleted");
     expect_error("{\"notifier\": {\"concurrency\": 1, \"deletion_interval\": 1}}", N,
-                 "config: backends must enable at least one backend (http or kafka) with a non-empty object");
-    expect_error("{\"notifier\": {\"concurrency\": 1, \"deletion_interval\": 1}, \"backends\": {\"http\": {}}}", N,
-                 "config: backends must enable at least one backend (http or kafka) with a non-empty object");
+                 "config: backends must enable at least one backend (http or kafka) with a "
+                 "non-empty object");
+    expect_error("{\"notifier\": {\"concurrency\": 1, \"deletion_interval\": 1}, \"backends\": "
+                 "{\"http\": {}}}",
+                 N,
+                 "config: backends must enable at least one backend (http or kafka) with a "
+                 "non-empty object");
     expect_error("{\"backends\": {\"sqs\": {\"q\": 1}}}", 0,
                  "config: backends.sqs is an unknown backend (known: http, kafka)");
     expect_error("{\"backends\": {\"http\": {\"timeout\": \"soon\"}}}", 0,
-                 "config: backends.http.timeout must be a duration: a number of seconds or a string such as \"30s\"");
+                 "config: backends.http.timeout must be a duration: a number of seconds or a "
+                 "string such as \"30s\"");
     expect_error("{\"notifier\": {\"retry_base\": -1}}", 0,
-                 "config: notifier.retry_base must be a duration: a number of seconds or a string such as \"30s\"");
+                 "config: notifier.retry_base must be a duration: a number of seconds or a string "
+                 "such as \"30s\"");
     expect_error("{\"processor\": {\"storage_dir\": \"/tmp\"}}", P,
-                 "config: processor.download_url must be a valid URL (Could not parse Download URL, parse \"\": empty url)");
+                 "config: processor.download_url must be a valid URL (Could not parse Download "
+                 "URL, parse \"\": empty url)");
     expect_error("{\"processor\": {\"download_url\": \"http://h\"}}", P,
                  "config: processor.storage_dir must be set to a writable directory");
-    expect_error("{\"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://h\", \"filestorage\": {\"type\": \"ftp\"}}}", P,
-                 "config: processor.filestorage.type must be \"filesystem\" or \"s3\" (Unknown filestorage type ftp)");
-    expect_error("{\"processor\": {\"request_headers\": {\"A\": 1}}}", 0,
-                 "config: processor.request_headers must be an object of strings (A is not a string)");
-    expect_error("{\"processor\": {\"max_concurrency\": 0}}", 0, "config: processor.max_concurrency must be a positive integer");
+    expect_error("{\"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://h\", "
+                 "\"filestorage\": {\"type\": \"ftp\"}}}",
+                 P,
+                 "config: processor.filestorage.type must be \"filesystem\" or \"s3\" (Unknown "
+                 "filestorage type ftp)");
+    expect_error(
+        "{\"processor\": {\"request_headers\": {\"A\": 1}}}", 0,
+        "config: processor.request_headers must be an object of strings (A is not a string)");
+    expect_error("{\"processor\": {\"max_concurrency\": 0}}", 0,
+                 "config: processor.max_concurrency must be a positive integer");
     expect_error("{\"processor\": {\"disk_low\": 95, \"disk_high\": 90}}", 0,
                  "config: processor.disk_low must be smaller than processor.disk_high");
-    expect_error("{\"processor\": {\"lease\": 1}}", 0, "config: processor.lease must be at least 3 seconds");
-    expect_error("{\"redis\": {\"master_name\": \"m\"}}", 0,
-                 "config: redis.sentinel must list at least one sentinel when redis.master_name is set");
+    expect_error("{\"processor\": {\"lease\": 1}}", 0,
+                 "config: processor.lease must be at least 3 seconds");
+    expect_error(
+        "{\"redis\": {\"master_name\": \"m\"}}", 0,
+        "config: redis.sentinel must list at least one sentinel when redis.master_name is set");
     expect_error("{\"backends\": {\"kafka\": {\"go.delivery.reports\": \"yes\"}}}", 0,
                  "config: backends.kafka.go.delivery.reports must be true or false");
 }
@@ -151,7 +177,8 @@ static void test_load_missing_file(void **state)
     config_t c;
     char err[512];
     assert_int_equal(config_load("/nonexistent/config.json", CONFIG_API, &c, err, sizeof err), -1);
-    assert_string_equal(err, "config: cannot read /nonexistent/config.json: No such file or directory");
+    assert_string_equal(err,
+                        "config: cannot read /nonexistent/config.json: No such file or directory");
     config_free(&c);
 }
 
@@ -223,11 +250,12 @@ static void test_repeated_kafka_backend(void **state)
 static void test_s3_keys(void **state)
 {
     (void)state;
-    const char *doc = "{\"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://h\","
-                      " \"filestorage\": {\"type\": \"s3\", \"bucket\": \"b1\", \"region\": \"eu-west-1\","
-                      " \"endpoint\": \"http://127.0.0.1:9000\", \"path_style\": true,"
-                      " \"access_key_id\": \"AK\", \"secret_access_key\": \"SK\","
-                      " \"multipart_threshold\": 10485760, \"part_size\": 8388608}}}";
+    const char *doc =
+        "{\"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://h\","
+        " \"filestorage\": {\"type\": \"s3\", \"bucket\": \"b1\", \"region\": \"eu-west-1\","
+        " \"endpoint\": \"http://127.0.0.1:9000\", \"path_style\": true,"
+        " \"access_key_id\": \"AK\", \"secret_access_key\": \"SK\","
+        " \"multipart_threshold\": 10485760, \"part_size\": 8388608}}}";
     config_t c;
     char err[512];
     assert_int_equal(config_parse(doc, strlen(doc), CONFIG_PROCESSOR, &c, err, sizeof err), 0);
@@ -248,16 +276,20 @@ static void test_s3_keys(void **state)
     assert_int_equal(c.s3_part_size, 16 << 20);
     config_free(&c);
     int P = CONFIG_PROCESSOR;
-    expect_error("{\"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://h\", \"filestorage\": {\"type\": \"s3\"}}}", P,
-                 "config: processor.filestorage.bucket must be set when type is \"s3\"");
+    expect_error("{\"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://h\", "
+                 "\"filestorage\": {\"type\": \"s3\"}}}",
+                 P, "config: processor.filestorage.bucket must be set when type is \"s3\"");
     expect_error("{\"processor\": {\"filestorage\": {\"part_size\": 1000}}}", 0,
-                 "config: processor.filestorage.part_size must be an integer from 5242880 to 5368709120 (bytes)");
+                 "config: processor.filestorage.part_size must be an integer from 5242880 to "
+                 "5368709120 (bytes)");
     expect_error("{\"processor\": {\"filestorage\": {\"multipart_threshold\": 0}}}", 0,
-                 "config: processor.filestorage.multipart_threshold must be an integer from 1 to 5368709120 (bytes)");
+                 "config: processor.filestorage.multipart_threshold must be an integer from 1 to "
+                 "5368709120 (bytes)");
     expect_error("{\"processor\": {\"filestorage\": {\"endpoint\": \"minio:9000\"}}}", 0,
                  "config: processor.filestorage.endpoint must be an http:// or https:// URL");
     expect_error("{\"processor\": {\"filestorage\": {\"access_key_id\": \"AK\"}}}", 0,
-                 "config: processor.filestorage.secret_access_key must be set together with processor.filestorage.access_key_id");
+                 "config: processor.filestorage.secret_access_key must be set together with "
+                 "processor.filestorage.access_key_id");
 }
 
 int main(void)

@@ -500,8 +500,8 @@ static void test_finalize_mem(void **state)
     unsigned char *data = malloc(sizeof png_3x2);
     memcpy(data, png_3x2, sizeof png_3x2);
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(files_finalize_mem(&loop, fx->tmp, fx->final, "image/png", data, sizeof png_3x2,
-                                        on_done, &g),
+    assert_int_equal(files_finalize_mem(&loop, fx->tmp, fx->final, "image/png", data,
+                                        sizeof png_3x2, on_done, &g),
                      0);
     run_loop(&loop, &g, 1);
     assert_ok(&g.res);

@@ -1,4 +1,5 @@
-/* Unit tests of the small helpers: backoff delays and the string counter map. */
+/* Unit tests of the small helpers: backoff delays, the string counter map and the
+ * response header helpers of curlm. */
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include "backoff.h"
+#include "curlm.h"
 #include "strmap.h"
 
 static void test_backoff_grows_and_caps(void **state)
@@ -36,7 +38,8 @@ static void test_backoff_jitters(void **state)
     unsetenv("DOWNLOADER_TEST_TIME");
     uint64_t first = backoff_delay(100000, 3, UINT64_MAX / 4);
     bool differs = false;
-    for (int i = 0; i < 50 && !differs; i++) differs = backoff_delay(100000, 3, UINT64_MAX / 4) != first;
+    for (int i = 0; i < 50 && !differs; i++)
+        differs = backoff_delay(100000, 3, UINT64_MAX / 4) != first;
     assert_true(differs);
 }
 
@@ -82,13 +85,44 @@ static void test_strmap(void **state)
     strmap_free(&m);
 }
 
+static void test_curlm_header_lines(void **state)
+{
+    (void)state;
+    char v[16];
+    const char *st = "HTTP/1.1 503 Service Unavailable\r\n";
+    assert_true(curlm_status_line(st, strlen(st), v, sizeof v));
+    assert_string_equal(v, "503 Service Una"); /* truncated to fit */
+    const char *h = "retry-after:  120 \r\n";
+    assert_false(curlm_status_line(h, strlen(h), v, sizeof v));
+    assert_true(curlm_header_value(h, strlen(h), "Retry-After", v, sizeof v));
+    assert_string_equal(v, "120");
+    assert_false(curlm_header_value(h, strlen(h), "Retry", v, sizeof v));
+    const char *e = "ETag:\r\n";
+    assert_true(curlm_header_value(e, strlen(e), "ETag", v, sizeof v));
+    assert_string_equal(v, "");
+}
+
+static void test_curlm_retry_after(void **state)
+{
+    (void)state;
+    time_t now = 784111777; /* Sun, 06 Nov 1994 08:49:37 GMT */
+    assert_int_equal(curlm_retry_after_ms("120", now), 120000);
+    assert_int_equal(curlm_retry_after_ms("0", now), 0);
+    assert_int_equal(curlm_retry_after_ms("999999999", now), 86400L * 1000); /* one day cap */
+    assert_int_equal(curlm_retry_after_ms("", now), 0);
+    assert_int_equal(curlm_retry_after_ms("12x", now), 0);
+    assert_int_equal(curlm_retry_after_ms("-5", now), 0);
+    assert_int_equal(curlm_retry_after_ms("Sun, 06 Nov 1994 08:50:07 GMT", now), 30000);
+    assert_int_equal(curlm_retry_after_ms("Sun, 06 Nov 1994 08:49:07 GMT", now), 0); /* past */
+    assert_int_equal(curlm_retry_after_ms("soon", now), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_backoff_grows_and_caps),
-        cmocka_unit_test(test_backoff_jitters),
-        cmocka_unit_test(test_backoff_test_time),
-        cmocka_unit_test(test_strmap),
+        cmocka_unit_test(test_backoff_grows_and_caps), cmocka_unit_test(test_backoff_jitters),
+        cmocka_unit_test(test_backoff_test_time),      cmocka_unit_test(test_strmap),
+        cmocka_unit_test(test_curlm_header_lines),     cmocka_unit_test(test_curlm_retry_after),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
