@@ -27,6 +27,14 @@ int curlm_add(curlm_t *m, CURL *easy, curlm_done_fn done, void *arg);
  * callback except from inside curl's own callbacks for that same handle. */
 void curlm_remove(curlm_t *m, CURL *easy);
 
+/* An easy handle with default options: a reset one from the pool, or a new one. NULL
+ * on allocation failure. Give it back with curlm_easy_release, not curl_easy_cleanup. */
+CURL *curlm_easy(curlm_t *m);
+
+/* Returns a handle from curlm_easy (NULL is ignored), removing its transfer first if
+ * it still runs. Call it before curlm_close; the pool is freed by curlm_close. */
+void curlm_easy_release(curlm_t *m, CURL *easy);
+
 /* Number of transfers in progress. */
 int curlm_active(const curlm_t *m);
 

@@ -57,7 +57,7 @@ struct backend_http {
 
 static void req_free(http_req_t *r)
 {
-    if (r->easy) curl_easy_cleanup(r->easy);
+    curlm_easy_release(r->h->m, r->easy);
     curl_slist_free_all(r->headers);
     free(r);
 }
@@ -286,7 +286,7 @@ static void set_options(const backend_http_t *h, http_req_t *r, const char *url,
 static int req_prepare(const backend_http_t *h, http_req_t *r, const char *url, const char *key,
                        const char *payload, size_t len, char *err, size_t errlen)
 {
-    r->easy = curl_easy_init();
+    r->easy = curlm_easy(h->m);
     /* Go sends neither Expect (no 100-continue round trip) nor Accept */
     if (!r->easy || add_line(r, "Content-Type: application/json") < 0 ||
         add_line(r, "Expect:") < 0 || add_line(r, "Accept:") < 0) {

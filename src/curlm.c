@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #define MAX_RETRY_AFTER_S (24L * 3600)
+#define EASY_POOL 128 /* idle easy handles kept for reuse */
 
 /* One transfer in progress; stored as the easy handle's CURLOPT_PRIVATE. */
 typedef struct xfer {
@@ -20,6 +21,7 @@ typedef struct xfer {
     curlm_done_fn done;
     void *arg;
     bool removed; /* curlm_remove hit curl's recursion guard: remove after the callback */
+    bool release; /* curlm_easy_release came meanwhile: pool the handle once removed */
     struct xfer *prev, *next;
 } xfer_t;
 
@@ -40,9 +42,11 @@ struct curlm {
     xfer_t *xfers;
     sock_t *socks;
     int active;
-    int handles;     /* live uv handles (timer + polls); m is freed when 0 after close */
-    int dispatching; /* depth of drive() calls: closing is deferred meanwhile */
-    int deferred;    /* transfers marked `removed` */
+    int handles;           /* live uv handles (timer + polls); m is freed when 0 after close */
+    int dispatching;       /* depth of drive() calls: closing is deferred meanwhile */
+    int deferred;          /* transfers marked `removed` */
+    CURL *pool[EASY_POOL]; /* reset handles: no calloc, buffer malloc and option strdups */
+    int pooled;
     bool closing;
     bool closed_multi;
     void (*closed)(void *arg);
@@ -97,11 +101,22 @@ static void xfer_unlink(curlm_t *m, xfer_t *x)
         m->active--;
 }
 
+static void pool_put(curlm_t *m, CURL *easy)
+{
+    if (m->closing || m->pooled == EASY_POOL) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+    curl_easy_reset(easy); /* connections stay in the multi's cache */
+    m->pool[m->pooled++] = easy;
+}
+
 /* Detaches one transfer from the multi without any callback. */
 static void xfer_drop(curlm_t *m, xfer_t *x)
 {
     curl_multi_remove_handle(m->multi, x->easy);
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
+    if (x->release) pool_put(m, x->easy);
     xfer_unlink(m, x);
     free(x);
 }
@@ -284,6 +299,25 @@ void curlm_remove(curlm_t *m, CURL *easy)
     free(x);
 }
 
+CURL *curlm_easy(curlm_t *m)
+{
+    return m->pooled > 0 ? m->pool[--m->pooled] : curl_easy_init();
+}
+
+void curlm_easy_release(curlm_t *m, CURL *easy)
+{
+    xfer_t *x = NULL;
+    if (!easy) return;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+    if (x && !x->removed) curlm_remove(m, easy);
+    x = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
+    if (x)
+        x->release = true; /* still in the multi until drive() finishes the removal */
+    else
+        pool_put(m, easy);
+}
+
 int curlm_active(const curlm_t *m)
 {
     return m->active;
@@ -295,6 +329,8 @@ static void do_close(curlm_t *m)
         xfer_drop(m, m->xfers);
     uv_timer_stop(&m->timer);
     curl_multi_cleanup(m->multi); /* may still report CURL_POLL_REMOVE */
+    while (m->pooled > 0)
+        curl_easy_cleanup(m->pool[--m->pooled]);
     m->multi = NULL;
     m->closed_multi = true;
     for (sock_t *s = m->socks; s; s = s->next)

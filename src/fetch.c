@@ -298,7 +298,7 @@ static void classify(fetch_t *f, CURLcode rc)
 
 static void fetch_free(fetch_t *f)
 {
-    if (f->easy) curl_easy_cleanup(f->easy);
+    curlm_easy_release(f->m, f->easy);
     curl_slist_free_all(f->slist);
     netguard_free(&f->guard);
     free(f->url);
@@ -901,7 +901,7 @@ static int build_request(fetch_t *f, const fetch_opts_t *o, const fetch_req_t *r
     int rc = check_url(f->url, err, errlen);
     if (rc == 0) rc = build_headers(f, o->default_headers, r->headers, err, errlen);
     if (rc != 0) return rc;
-    f->easy = curl_easy_init();
+    f->easy = curlm_easy(f->m);
     if (!f->easy) return -2;
     set_options(f, o, r);
     return 0;

@@ -3,16 +3,24 @@
  * reports a socket error, e.g. a refused connect, once and stops the handle), which
  * leaves the connection hanging with no callback at all. On an error we let hiredis
  * examine the socket: while connecting it reads SO_ERROR and calls the connect
- * callback with the failure; once connected the read fails and it disconnects. */
+ * callback with the failure; once connected the read fails and it disconnects.
+ * Commands issued during a loop iteration are written once, from a uv_check handle at
+ * the end of that iteration, rather than after the next poll reports the socket
+ * writable: one write per batch, no epoll_ctl pair, one iteration less per round trip.
+ * Only when the socket buffer is full does writing wait for UV_WRITABLE. */
 #include "redisuv.h"
 
 #include <hiredis/hiredis.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 typedef struct {
     redisAsyncContext *ac; /* NULL once hiredis has cleaned up */
     uv_poll_t poll;
+    uv_check_t flush; /* pending commands are written at the end of the iteration */
     int events;
+    int open_handles;
+    bool flushing, rewrite; /* inside on_flush; hiredis asked to write again meanwhile */
 } redisuv_t;
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -51,21 +59,41 @@ static void del_read(void *p)
     set_events(e, e->events & ~UV_READABLE);
 }
 
+static void on_flush(uv_check_t *h)
+{
+    redisuv_t *e = h->data;
+    uv_check_stop(&e->flush);
+    e->flushing = true;
+    e->rewrite = false;
+    if (e->ac) redisAsyncHandleWrite(e->ac);
+    e->flushing = false;
+    /* the socket took only part of it: wait until it is writable */
+    if (e->ac && e->rewrite) set_events(e, e->events | UV_WRITABLE);
+}
+
 static void add_write(void *p)
 {
     redisuv_t *e = p;
-    set_events(e, e->events | UV_WRITABLE);
+    if (!(e->ac->c.flags & REDIS_CONNECTED)) /* connecting: writable means connected */
+        set_events(e, e->events | UV_WRITABLE);
+    else if (e->flushing)
+        e->rewrite = true;
+    else if (!(e->events & UV_WRITABLE))
+        uv_check_start(&e->flush, on_flush);
 }
 
 static void del_write(void *p)
 {
     redisuv_t *e = p;
-    set_events(e, e->events & ~UV_WRITABLE);
+    e->rewrite = false;
+    uv_check_stop(&e->flush);
+    if (e->events & UV_WRITABLE) set_events(e, e->events & ~UV_WRITABLE);
 }
 
 static void on_closed(uv_handle_t *h)
 {
-    free(h->data);
+    redisuv_t *e = h->data;
+    if (--e->open_handles == 0) free(e);
 }
 
 static void cleanup(void *p)
@@ -73,6 +101,7 @@ static void cleanup(void *p)
     redisuv_t *e = p;
     e->ac = NULL;
     uv_close((uv_handle_t *)&e->poll, on_closed);
+    uv_close((uv_handle_t *)&e->flush, on_closed);
 }
 
 int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -84,8 +113,11 @@ int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(e);
         return REDIS_ERR;
     }
+    uv_check_init(loop, &e->flush);
+    e->open_handles = 2;
     e->ac = ac;
     e->poll.data = e;
+    e->flush.data = e;
     ac->ev.data = e;
     ac->ev.addRead = add_read;
     ac->ev.delRead = del_read;

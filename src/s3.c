@@ -622,7 +622,10 @@ static void request_done(CURL *easy, CURLcode rc, void *arg);
 /* Frees the easy handle; the response body stays readable until the next request. */
 static void release_request(s3_op_t *op)
 {
-    if (op->easy) curl_easy_cleanup(op->easy);
+    if (op->c->m)
+        curlm_easy_release(op->c->m, op->easy);
+    else if (op->easy)
+        curl_easy_cleanup(op->easy);
     op->easy = NULL;
     curl_slist_free_all(op->hdrs);
     op->hdrs = NULL;
@@ -647,7 +650,7 @@ static void start_request(s3_op_t *op)
     step_query(op, q, sizeof q);
     n = strlen(url);
     if (q[0]) snprintf(url + n, sizeof url - n, "?%s", q);
-    op->easy = curl_easy_init();
+    op->easy = curlm_easy(op->c->m);
     if (!op->easy || build_headers(op) < 0) {
         release_request(op);
         set_result(&op->res, true, true, "out of memory");
