@@ -116,6 +116,7 @@ static const char *decodable_mime(const char *mime)
 static int sync_and_measure(files_req_t *r)
 {
     unsigned w, h;
+    if (!r->final_path && !r->size_mime) return 0;
     int fd = open(r->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail(&r->res, errno, PHASE_SYNC, true, "open %s", r->path);
     if (r->final_path && fsync(fd) < 0) {

@@ -59,6 +59,7 @@ struct processor {
     dl_t *active;
     int n_active;
     strmap_t per_aggr;
+    strmap_t held; /* members ("<id>:<aggr>") of the downloads whose lease is still ours */
     bool claiming, again, stopping, stop_begun, sick;
     int store_calls; /* claim/renew replies outstanding: the processor outlives them */
     uv_timer_t wake, renew, disk, grace;
@@ -96,12 +97,19 @@ static void finish_send(dl_t *d);
 
 /* ---------- bookkeeping ---------- */
 
+/* A lease's member in Redis (leases, delayed): "<id>:<aggr>". */
+static void lease_member(char *buf, size_t len, const job_t *j)
+{
+    snprintf(buf, len, "%s:%s", j->id, j->aggr_id);
+}
+
 static void dl_link(processor_t *p, dl_t *d)
 {
     d->next = p->active;
     if (p->active) p->active->prev = d;
     p->active = d;
     p->n_active++;
+    strmap_add(&p->held, d->member, 1);
     if (strmap_add(&p->per_aggr, d->c.job.aggr_id, 1) == 1)
         stats_incr(p->stats, "spawnedWorkerPools", 1);
     stats_incr(p->stats, "spawnedWorkers", 1);
@@ -127,6 +135,7 @@ static void dl_done(dl_t *d)
         p->active = d->next;
     if (d->next) d->next->prev = d->prev;
     p->n_active--;
+    if (!d->lost) strmap_add(&p->held, d->member, -1);
     strmap_add(&p->per_aggr, d->c.job.aggr_id, -1);
     store_claimed_free(&d->c);
     kv_free(d->kv);
@@ -455,7 +464,7 @@ static dl_t *dl_new(processor_t *p, store_claimed_t *c)
     d->p = p;
     d->c = *c;
     d->started = uv_now(p->app->loop);
-    snprintf(d->member, sizeof d->member, "%s:%s", c->job.id, c->job.aggr_id);
+    lease_member(d->member, sizeof d->member, &c->job);
     const job_t *j = &c->job;
     d->own_bucket = j->s3_bucket && *j->s3_bucket && j->s3_region && *j->s3_region;
     if (asprintf(&d->tmp, "%s/%s.tmp", p->cfg->storage_dir, c->job.id) < 0) d->tmp = NULL;
@@ -526,11 +535,9 @@ static void arm_wake(processor_t *p, long long next_due, long long next_lease, l
  * temp file (corrupting the stored file) and exceed the aggregation limit. */
 static bool running_here(processor_t *p, const store_claimed_t *c)
 {
-    for (dl_t *d = p->active; d; d = d->next)
-        if (!d->lost && strcmp(d->c.job.id, c->job.id) == 0 &&
-            strcmp(d->c.job.aggr_id, c->job.aggr_id) == 0)
-            return true;
-    return false;
+    char member[sizeof((dl_t *)0)->member];
+    lease_member(member, sizeof member, &c->job);
+    return strmap_get(&p->held, member) > 0;
 }
 
 static void on_claimed(store_rc_t rc, store_claimed_t *jobs, size_t n, long long next_due,
@@ -615,6 +622,7 @@ static void on_renewed(store_rc_t rc, const char *const *lost, size_t n, void *a
             if (strcmp(d->member, lost[i]) != 0 || d->lost) continue;
             log_warn("processor", "lease lost, abandoning download", "job_id=%s", d->c.job.id);
             d->lost = true;
+            strmap_add(&p->held, d->member, -1);
             if (d->fetch) fetch_cancel(d->fetch);
             if (d->upload) s3_cancel(d->upload);
         }
@@ -852,6 +860,7 @@ static void on_handle_closed(uv_handle_t *h)
     void (*cb)(void *) = p->stopped;
     void *arg = p->stopped_arg;
     strmap_free(&p->per_aggr);
+    strmap_free(&p->held);
     free(p);
     if (cb) cb(arg);
 }

@@ -150,32 +150,21 @@ int s3_bucket_url(const s3_t *c, const char *bucket, const char *region, char *b
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-static bool unreserved(unsigned char ch)
-{
-    return isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~';
-}
-
-/* RFC 3986 percent-encoding as SigV4 wants it; '/' kept when keep_slash. */
-static void uri_encode(char *out, size_t len, const char *s, bool keep_slash)
-{
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && o + 4 < len; p++) {
-        if (unreserved(*p) || (keep_slash && *p == '/'))
-            out[o++] = (char)*p;
-        else
-            o += (size_t)snprintf(out + o, len - o, "%%%02X", *p);
-    }
-    out[o] = '\0';
-}
-
 int s3_object_url(const s3_t *c, const s3_loc_t *loc, char *buf, size_t len)
 {
-    char key[1024];
     if (s3_bucket_url(c, loc->bucket, loc->region, buf, len) < 0) return -1;
-    uri_encode(key, sizeof key, loc->key, true);
     size_t n = strlen(buf);
-    int k = snprintf(buf + n, len - n, "/%s", key);
-    return k < 0 || (size_t)k >= len - n ? -1 : 0;
+    /* each '/'-separated segment percent-encoded (RFC 3986 unreserved kept), as SigV4 wants */
+    for (const char *seg = loc->key;;) {
+        size_t sl = strcspn(seg, "/");
+        char *esc = curl_easy_escape(NULL, seg, (int)sl);
+        int k = esc ? snprintf(buf + n, len - n, "/%s", esc) : -1;
+        curl_free(esc);
+        if (k < 0 || (size_t)k >= len - n) return -1;
+        n += (size_t)k;
+        if (!seg[sl]) return 0;
+        seg += sl + 1;
+    }
 }
 
 /* ---------- results ---------- */
@@ -528,8 +517,8 @@ static int add_header(s3_op_t *op, const char *fmt, ...)
 /* The query of the current step, canonical as SigV4 wants it. */
 static void step_query(const s3_op_t *op, char *q, size_t len)
 {
-    char id[512] = "";
-    if (op->upload_id) uri_encode(id, sizeof id, op->upload_id, false);
+    char *esc = op->upload_id ? curl_easy_escape(NULL, op->upload_id, 0) : NULL;
+    const char *id = esc ? esc : "";
     switch (op->step) {
     case ST_CREATE:
         snprintf(q, len, "uploads=");
@@ -544,6 +533,7 @@ static void step_query(const s3_op_t *op, char *q, size_t len)
     default:
         q[0] = '\0';
     }
+    curl_free(esc);
 }
 
 static int build_headers(s3_op_t *op)

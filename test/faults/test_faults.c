@@ -641,9 +641,7 @@ static int bad_files(char *first, size_t len)
         snprintf(path, sizeof path, "%s/files/%.3s/%s", S.env.dir, j->id, j->id);
         size_t n = 0;
         unsigned char *data = (unsigned char *)h_read_file(path, &n);
-        bool ok = data && n == (size_t)j->size;
-        for (size_t k = 0; ok && k < n; k++)
-            ok = data[k] == (unsigned char)((k * 31) % 251);
+        bool ok = data && n == (size_t)j->size && h_pattern_mismatch(data, n) < 0;
         if (!ok && bad++ == 0)
             snprintf(first, len, "%s: %s (%zu bytes, want %d)", path,
                      data ? "wrong bytes" : "missing", n, j->size);
@@ -844,17 +842,32 @@ static void start_split(void)
     comp_start("notifier");
 }
 
+/* One kill -9 scenario: `victim` ("processor", "notifier" or "all") is killed at random
+ * moments and restarted; sink_delay_ms keeps callbacks in flight when it is killed. */
+static void kill9_scenario(const char *name, const char *victim, int sink_delay_ms)
+{
+    char sink[64];
+    scen_begin(name, PROC_COMMON, NOTIF_COMMON, NULL, false);
+    if (sink_delay_ms > 0) {
+        snprintf(sink, sizeof sink, "{\"delay_ms\": %d}", sink_delay_ms);
+        assert_int_equal(h_origin_post(&S.env, "/_sink", sink), 200);
+    }
+    if (strcmp(victim, "all") == 0)
+        comp_start("all");
+    else
+        start_split();
+    plan_jobs();
+    S.t0 = now_ms();
+    run_with_kills(victim, 8000);
+    scen_finish();
+}
+
 /* kill -9 of the processor: its leases expire (processor.lease 3 s) and the downloads
  * are claimed again; the outcome is recorded once, so no duplicate callbacks. */
 static void test_kill9_processor(void **state)
 {
     (void)state;
-    scen_begin("kill9-processor", PROC_COMMON, NOTIF_COMMON, NULL, false);
-    start_split();
-    plan_jobs();
-    S.t0 = now_ms();
-    run_with_kills("processor", 8000);
-    scen_finish();
+    kill9_scenario("kill9-processor", "processor", 0);
 }
 
 /* kill -9 of the notifier while callbacks are in flight (the sink answers after 100 ms):
@@ -862,13 +875,7 @@ static void test_kill9_processor(void **state)
 static void test_kill9_notifier(void **state)
 {
     (void)state;
-    scen_begin("kill9-notifier", PROC_COMMON, NOTIF_COMMON, NULL, false);
-    assert_int_equal(h_origin_post(&S.env, "/_sink", "{\"delay_ms\": 100}"), 200);
-    start_split();
-    plan_jobs();
-    S.t0 = now_ms();
-    run_with_kills("notifier", 8000);
-    scen_finish();
+    kill9_scenario("kill9-notifier", "notifier", 100);
 }
 
 /* kill -9 of `downloader all` (processor, notifier and reaper in one process); jobs
@@ -876,13 +883,7 @@ static void test_kill9_notifier(void **state)
 static void test_kill9_all(void **state)
 {
     (void)state;
-    scen_begin("kill9-all", PROC_COMMON, NOTIF_COMMON, NULL, false);
-    assert_int_equal(h_origin_post(&S.env, "/_sink", "{\"delay_ms\": 50}"), 200);
-    comp_start("all");
-    plan_jobs();
-    S.t0 = now_ms();
-    run_with_kills("all", 8000);
-    scen_finish();
+    kill9_scenario("kill9-all", "all", 50);
 }
 
 /* ---- Redis killed and restarted ---- */

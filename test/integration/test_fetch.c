@@ -186,9 +186,7 @@ static void check_pattern(const char *path, size_t n)
     char *buf = h_read_file(path, &len);
     assert_non_null(buf);
     assert_int_equal(len, n);
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)buf[i] != (i * 31) % 251) fail_msg("byte %zu differs", i);
-    }
+    assert_int_equal(h_pattern_mismatch(buf, n), -1);
     free(buf);
 }
 
@@ -868,8 +866,7 @@ static void test_small_body_in_memory(void **state)
     assert_non_null(o.res.mem);
     assert_int_equal(o.res.mem_len, 5000);
     assert_int_equal(o.res.bytes, 5000);
-    for (size_t i = 0; i < 5000; i++)
-        if (o.res.mem[i] != (i * 31) % 251) fail_msg("byte %zu differs", i);
+    assert_int_equal(h_pattern_mismatch(o.res.mem, 5000), -1);
     assert_int_equal(access(o.tmp, F_OK), -1);
     free(o.res.mem);
 }

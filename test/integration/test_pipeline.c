@@ -72,11 +72,6 @@ static int requests_for(const char *path)
     return n;
 }
 
-static unsigned char pattern_byte(size_t i)
-{
-    return (unsigned char)((i * 31) % 251);
-}
-
 static void assert_stored(const char *id, size_t size)
 {
     char path[700];
@@ -85,8 +80,7 @@ static void assert_stored(const char *id, size_t size)
     char *data = h_read_file(path, &len);
     assert_non_null(data);
     assert_int_equal(len, size);
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)data[i] != pattern_byte(i)) fail_msg("byte %zu differs", i);
+    assert_int_equal(h_pattern_mismatch(data, len), -1);
     free(data);
 }
 

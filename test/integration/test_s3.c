@@ -58,11 +58,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-static unsigned char pattern_byte(size_t i)
-{
-    return (unsigned char)((i * 31) % 251);
-}
-
 /* Where s3rver keeps an object and its metadata. */
 static void object_path(char *buf, size_t len, const char *bucket, const char *id, const char *what)
 {
@@ -84,8 +79,7 @@ static void assert_object(const char *bucket, const char *id, size_t size)
     char *data = h_read_file(path, &len);
     assert_non_null(data);
     assert_int_equal(len, size);
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)data[i] != pattern_byte(i)) fail_msg("byte %zu differs", i);
+    assert_int_equal(h_pattern_mismatch(data, len), -1);
     free(data);
 }
 
@@ -412,7 +406,7 @@ static void test_client_cancel_and_delete(void **state)
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     for (size_t i = 0; i < (size_t)40 << 20; i++)
-        fputc(pattern_byte(i), f);
+        fputc(h_pattern_byte(i), f);
     fclose(f);
     int aborts = s3_requests("DELETE /store/can/cancelled?uploadId=");
     client_done_t put = {0}, del = {0};

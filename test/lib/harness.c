@@ -349,6 +349,19 @@ char *h_read_file(const char *path, size_t *len)
     return b.p ? b.p : strdup("");
 }
 
+unsigned char h_pattern_byte(size_t i)
+{
+    return (unsigned char)((i * 31) % 251);
+}
+
+long h_pattern_mismatch(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != h_pattern_byte(i)) return (long)i;
+    return -1;
+}
+
 int h_env_start(h_env_t *e, const char *processor_extra, const char *notifier_extra,
                 const char *backends)
 {

@@ -79,6 +79,11 @@ int h_write_file(const char *path, const char *content);
 /* Reads a whole file (malloc'd, NUL-terminated), length in *len. */
 char *h_read_file(const char *path, size_t *len);
 
+/* The origin's GET /data/<n> content (test/origin.py): byte i is i*31 % 251. */
+unsigned char h_pattern_byte(size_t i);
+/* The first of len bytes at data that differs from that pattern, or -1 when none. */
+long h_pattern_mismatch(const void *data, size_t len);
+
 /* A whole service under test: a private redis-server, the test origin/sink
  * (test/origin.py) and a config file in a temp dir; downloader processes are spawned
  * with h_env_run. */
