@@ -124,7 +124,8 @@ bench_api() {
 # e2e_once DIR: one end-to-end run of `downloader all` with the stored files under DIR.
 # Sets E2E_CREATED, E2E_CB (callbacks seen), E2E_FILES, E2E_LEFT (job hashes left),
 # E2E_POST (s), E2E_TIME (s, first POST -> last callback), E2E_RATE (jobs/s), E2E_CPU
-# (downloader %), E2E_LOOP (its loop thread %), E2E_RCPU (redis %), E2E_SYS (machine %).
+# (downloader %), E2E_LOOP (its loop thread %), E2E_RCPU (redis %), E2E_SYS (machine %),
+# E2E_DLUS / E2E_RUS (CPU time of the downloader / redis per job, us).
 e2e_once() {
     local d=$1 tag=$2
     rcli flushall >/dev/null
@@ -178,6 +179,8 @@ JSON
     E2E_CPU=$(calc "100 * ($c1 - $c0) / $TICKS / $E2E_TIME")
     E2E_LOOP=$(calc "100 * ($m1 - $m0) / $TICKS / $E2E_TIME")
     E2E_RCPU=$(calc "100 * ($r1 - $r0) / $TICKS / $E2E_TIME")
+    E2E_DLUS=$(calc "1e6 * ($c1 - $c0) / $TICKS / $n")
+    E2E_RUS=$(calc "1e6 * ($r1 - $r0) / $TICKS / $n")
     E2E_SYS=$(sys_busy "$s0" "$s1")
     rcli info commandstats >"$T/e2e.$tag.commandstats.txt"
     stop all
@@ -208,6 +211,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR
 # JUDGED=1: rows carry PASS/FAIL; 0: informational.
 e2e_bench() {
     local d=$1 B=$2 runs=$3 judged=$4 r rates=() arates=() ok=1 posts=() cpu="" allr="" alla=""
+    local dlus=() rus=()
     for ((r = 1; r <= runs; r++)); do
         log "   run $r/$runs: downloader all, then aria2c"
         e2e_once "$d" "$judged.$r"
@@ -215,6 +219,8 @@ e2e_bench() {
             [ "$E2E_LEFT" -eq 0 ] || ok=0
         rates+=("$E2E_RATE")
         posts+=("$E2E_POST")
+        dlus+=("$E2E_DLUS")
+        rus+=("$E2E_RUS")
         allr+="${allr:+ / }$(fmt "$E2E_RATE")"
         [ "$r" -eq 1 ] && cpu="$(fmt "$E2E_CPU") % ($(fmt "$E2E_LOOP") %) / $(fmt "$E2E_RCPU") % / $E2E_SYS %"
         aria2_once "$d"
@@ -235,6 +241,8 @@ e2e_bench() {
     row "$B" "  runs" "$alla" "" ""
     row "$B" "end to end / aria2c (medians)" "$(fmt "$ratio" 2) x" "> 1" "$(j ge "$ratio" 1.0001)"
     row "$B" "CPU run 1: dl (loop) / redis / machine" "$cpu" "" ""
+    row "$B" "CPU per job, median: downloader / redis" \
+        "$(fmt "$(median "${dlus[@]}")") / $(fmt "$(median "${rus[@]}")") us" "" ""
 }
 
 bench_e2e() {

@@ -20,10 +20,14 @@ while #out < n do
   local id = redis.call('LPOP', 'cb:q')
   if not id then break end
   local jk = 'job:' .. id
-  if redis.call('EXISTS', jk) == 1 then
+  local h = redis.call('HGETALL', jk)
+  if #h > 0 then
     redis.call('HSET', jk, 'CallbackState', 'InProgress', 'Owner', owner, 'UpdatedAt', now)
     redis.call('ZADD', 'cb:leases', now + lease, id)
-    out[#out + 1] = redis.call('HGETALL', jk)
+    -- the hash as read, then the state just written (later pairs win when decoded)
+    h[#h + 1] = 'CallbackState'
+    h[#h + 1] = 'InProgress'
+    out[#out + 1] = h
   end
 end
 return {out, head_score('cb:delayed'), head_score('cb:leases'), now}

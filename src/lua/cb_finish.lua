@@ -7,14 +7,14 @@
 local id, owner, op = ARGV[1], ARGV[2], ARGV[3]
 local delay, retention, deletion = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local jk = 'job:' .. id
-if not redis.call('ZSCORE', 'cb:leases', id) or redis.call('HGET', jk, 'Owner') ~= owner then
+local j = redis.call('HMGET', jk, 'Owner', 'StoreKey')
+if j[1] ~= owner or redis.call('ZREM', 'cb:leases', id) == 0 then
   return 0
 end
 local now = now_ms()
-redis.call('ZREM', 'cb:leases', id)
 if op == 'delivered' then
   redis.call('ZREM', 'cb:failed', id)
-  schedule_reap(id, now + deletion)
+  schedule_reap(id, now + deletion, j[2])
   redis.call('DEL', jk)
   return 1
 end
@@ -25,7 +25,7 @@ if op == 'delay' then
   redis.call('ZADD', 'cb:delayed', now + delay, id)
 elseif op == 'failed' then
   redis.call('PEXPIRE', jk, retention)
-  schedule_reap(id, now + retention)
+  schedule_reap(id, now + retention, j[2])
   redis.call('ZADD', 'cb:failed', now, id)
   redis.call('ZREMRANGEBYRANK', 'cb:failed', 0, -1001)
 else

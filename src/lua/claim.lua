@@ -13,12 +13,9 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'delayed', '-inf', now, 'LIMIT', 
   local id, a = split_member(m)
   local ak = 'aggr:' .. a
   if redis.call('HINCRBY', ak, 'delayed', -1) < 0 then redis.call('HSET', ak, 'delayed', 0) end
-  if redis.call('EXISTS', 'job:' .. id) == 1 then
-    redis.call('RPUSH', 'q:' .. a, id)
-    mark_ready(a)
-  else
-    gc_aggr(a)
-  end
+  local qlen
+  if redis.call('EXISTS', 'job:' .. id) == 1 then qlen = redis.call('RPUSH', 'q:' .. a, id) end
+  settle_aggr(a, qlen)
 end
 
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'leases', '-inf', now, 'LIMIT', 0, 500)) do
@@ -38,38 +35,52 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'leases', '-inf', now, 'LIMIT', 0
       redis.call('LPUSH', 'q:' .. a, id)
     end
   end
-  mark_ready(a)
-  gc_aggr(a)
+  settle_aggr(a)
+end
+
+-- rotation sequence numbers for this call, reserved with one INCRBY when first needed
+local max_turns = 4 * n + 64
+local seq, seq_end = 0, -1
+local function next_seq()
+  if seq > seq_end then
+    seq_end = redis.call('INCRBY', 'ready:seq', max_turns)
+    seq = seq_end - max_turns + 1
+  end
+  seq = seq + 1
+  return seq - 1
 end
 
 local out = {}
 local guard = 0
-while #out < n and guard < 4 * n + 64 do
+while #out < n and guard < max_turns do
   guard = guard + 1
   local a = redis.call('ZRANGE', 'ready', 0, 0)[1]
   if not a then break end
   local ak = 'aggr:' .. a
-  local limit = aggr_limit(a)
-  local inflight = tonumber(redis.call('HGET', ak, 'inflight')) or 0
+  local limit, inflight, _, proxy = aggr_state(a)
   local id = nil
   if inflight < limit then id = redis.call('LPOP', 'q:' .. a) end
   if not id then
     redis.call('ZREM', 'ready', a)
   else
     local jk = 'job:' .. id
-    if redis.call('EXISTS', jk) == 1 then
+    local h = redis.call('HGETALL', jk)
+    if #h > 0 then
       inflight = redis.call('HINCRBY', ak, 'inflight', 1)
       redis.call('ZADD', 'leases', now + lease, id .. ':' .. a)
       redis.call('HSET', jk, 'DownloadState', 'InProgress', 'Owner', owner, 'UpdatedAt', now,
         'StartedAt', now)
-      local e = {id, a, redis.call('HGET', ak, 'proxy') or ''}
-      for _, v in ipairs(redis.call('HGETALL', jk)) do e[#e + 1] = v end
+      -- the hash as read, then the state just written (later pairs win when decoded)
+      local e = {id, a, proxy}
+      for _, v in ipairs(h) do e[#e + 1] = v end
+      e[#e + 1] = 'DownloadState'
+      e[#e + 1] = 'InProgress'
       out[#out + 1] = e
     end
     if inflight >= limit or redis.call('LLEN', 'q:' .. a) == 0 then
       redis.call('ZREM', 'ready', a)
     else
-      redis.call('ZADD', 'ready', redis.call('INCR', 'ready:seq'), a)
+      redis.call('ZADD', 'ready', next_seq(), a)
     end
   end
 end

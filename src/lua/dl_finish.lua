@@ -5,23 +5,33 @@
 local id, a, owner, op = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local delay, retention = tonumber(ARGV[5]), tonumber(ARGV[6])
 local jk, m = 'job:' .. id, ARGV[1] .. ':' .. ARGV[2]
-if not redis.call('ZSCORE', 'leases', m) or redis.call('HGET', jk, 'Owner') ~= owner then
-  return 0
-end
+local j = redis.call('HMGET', jk, 'Owner', 'CallbackURL', 'CallbackDst')
+if j[1] ~= owner or redis.call('ZREM', 'leases', m) == 0 then return 0 end
 local now = now_ms()
-redis.call('ZREM', 'leases', m)
 release_slot(a)
-redis.call('HSET', jk, 'Owner', '', 'UpdatedAt', now)
-hset_pairs(jk, ARGV, 7)
-if op == 'done' then
-  route_finished(id, now, retention)
+local set = {'Owner', '', 'UpdatedAt', now}
+for i = 7, #ARGV do set[#set + 1] = ARGV[i] end
+local callback = (j[2] and j[2] ~= '') or (j[3] and j[3] ~= '')
+local qlen
+if op == 'done' and callback then
+  for _, v in ipairs({'CallbackState', 'Pending', 'CallbackCount', 0, 'CallbackMeta', ''}) do
+    set[#set + 1] = v
+  end
 elseif op == 'delay' then
-  redis.call('HSET', jk, 'NextAttemptAt', now + delay)
+  set[#set + 1] = 'NextAttemptAt'
+  set[#set + 1] = now + delay
+end
+redis.call('HSET', jk, unpack(set))
+if op == 'done' and callback then
+  push_callback(id, false)
+elseif op == 'done' then
+  redis.call('PEXPIRE', jk, retention)
+  schedule_reap(id, now + retention)
+elseif op == 'delay' then
   redis.call('ZADD', 'delayed', now + delay, m)
   redis.call('HINCRBY', 'aggr:' .. a, 'delayed', 1)
 else
-  redis.call('LPUSH', 'q:' .. a, id)
+  qlen = redis.call('LPUSH', 'q:' .. a, id)
 end
-mark_ready(a)
-gc_aggr(a)
+settle_aggr(a, qlen)
 return 1

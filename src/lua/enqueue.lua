@@ -2,16 +2,21 @@
 -- then job hash field/value pairs. Returns 1, or 0 when the id is taken.
 local id, a = ARGV[1], ARGV[2]
 local jk = 'job:' .. id
-if redis.call('EXISTS', jk) == 1 then return 0 end
 local now = now_ms()
-redis.call('HSET', jk, 'CreatedAt', now, 'UpdatedAt', now)
-hset_pairs(jk, ARGV, 6)
+-- CreatedAt is always set, so HSETNX doubles as the existence check
+if redis.call('HSETNX', jk, 'CreatedAt', now) == 0 then return 0 end
+redis.call('HSET', jk, 'UpdatedAt', now, unpack(ARGV, 6))
 local ak = 'aggr:' .. a
-redis.call('HSET', ak, 'limit', ARGV[3])
+local new_aggr
 if ARGV[4] == '1' then
-  redis.call('HSET', ak, 'proxy', ARGV[5])
+  new_aggr = redis.call('HSET', ak, 'limit', ARGV[3], 'proxy', ARGV[5])
+else
+  new_aggr = redis.call('HSET', ak, 'limit', ARGV[3])
 end
-redis.call('SADD', 'aggrs', a)
-redis.call('RPUSH', 'q:' .. a, id)
-mark_ready(a)
+-- only enqueue sets `limit`, together with the `aggrs` entry (gc removes both): a new
+-- field means an aggregation that is not listed yet
+if new_aggr > 0 then redis.call('SADD', 'aggrs', a) end
+local qlen = redis.call('RPUSH', 'q:' .. a, id)
+local limit, inflight = aggr_state(a)
+mark_ready(a, limit, inflight, qlen)
 return 1

@@ -15,31 +15,42 @@ local function split_member(m)
   return string.sub(m, 1, i - 1), string.sub(m, i + 1)
 end
 
-local function aggr_limit(a)
-  local l = tonumber(redis.call('HGET', 'aggr:' .. a, 'limit'))
+local function limit_of(v)
+  local l = tonumber(v)
   if not l or l < 1 then return DEFAULT_LIMIT end
   return l
 end
 
--- Puts an aggregation in the round-robin `ready` set when it has queued jobs and a
--- free slot, and wakes idle processors when it was not there yet.
-local function mark_ready(a)
-  local inflight = tonumber(redis.call('HGET', 'aggr:' .. a, 'inflight')) or 0
-  if inflight >= aggr_limit(a) or redis.call('LLEN', 'q:' .. a) == 0 then return end
+-- An aggregation's limit, in-flight and delayed counts and proxy, in one read.
+local function aggr_state(a)
+  local h = redis.call('HMGET', 'aggr:' .. a, 'limit', 'inflight', 'delayed', 'proxy')
+  return limit_of(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0, h[4] or ''
+end
+
+-- Puts an aggregation in the round-robin `ready` set when it has queued jobs (qlen)
+-- and a free slot, and wakes idle processors when it was not there yet.
+local function mark_ready(a, limit, inflight, qlen)
+  if inflight >= limit or qlen == 0 then return end
   if redis.call('ZSCORE', 'ready', a) then return end
   redis.call('ZADD', 'ready', redis.call('INCR', 'ready:seq'), a)
   redis.call('PUBLISH', WAKE, 'dl')
 end
 
 -- Forgets an aggregation that has nothing queued, delayed or in flight.
-local function gc_aggr(a)
-  local k = 'aggr:' .. a
-  local h = redis.call('HMGET', k, 'inflight', 'delayed')
-  if (tonumber(h[1]) or 0) > 0 or (tonumber(h[2]) or 0) > 0 then return end
-  if redis.call('LLEN', 'q:' .. a) > 0 then return end
-  redis.call('DEL', k)
+local function gc_aggr(a, inflight, delayed, qlen)
+  if inflight > 0 or delayed > 0 or qlen > 0 then return end
+  redis.call('DEL', 'aggr:' .. a)
   redis.call('SREM', 'aggrs', a)
   redis.call('ZREM', 'ready', a)
+end
+
+-- After an aggregation's counters or queue changed: ready again, or gone. qlen: its
+-- queue length when the caller knows it.
+local function settle_aggr(a, qlen)
+  local limit, inflight, delayed = aggr_state(a)
+  qlen = qlen or redis.call('LLEN', 'q:' .. a)
+  mark_ready(a, limit, inflight, qlen)
+  gc_aggr(a, inflight, delayed, qlen)
 end
 
 local function release_slot(a)
@@ -47,9 +58,10 @@ local function release_slot(a)
   if redis.call('HINCRBY', k, 'inflight', -1) < 0 then redis.call('HSET', k, 'inflight', 0) end
 end
 
--- Schedules deletion of a job's stored file in its store's reap queue.
-local function schedule_reap(id, due)
-  local sk = redis.call('HGET', 'job:' .. id, 'StoreKey')
+-- Schedules deletion of a job's stored file in its store's reap queue. sk: the job's
+-- StoreKey when the caller has read it.
+local function schedule_reap(id, due, sk)
+  sk = sk or redis.call('HGET', 'job:' .. id, 'StoreKey')
   if not sk or sk == '' then return end
   redis.call('ZADD', sk, due, id)
   local head = redis.call('ZRANGE', sk, 0, 0)
