@@ -3,7 +3,16 @@
  * in curl's per-socket slot via curl_multi_assign) and when to time out
  * (CURLMOPT_TIMERFUNCTION -> one uv_timer_t). After every curl_multi_socket_action
  * finished transfers are collected, removed from the multi and handed back to their
- * owner through the done callback. fetch.c and the callback backends sit on top. */
+ * owner through the done callback. fetch.c and the callback backends sit on top.
+ *
+ * A keep-alive connection is watched again by its next transfer: when curl stops
+ * watching a socket (CURL_POLL_REMOVE) its uv_poll is parked, still armed for reading,
+ * rather than stopped, and found again by fd. Re-arming it for the same events costs
+ * no epoll_ctl (stopping and restarting cost two per transfer). A parked socket that
+ * turns readable (the server closed it) is stopped; curl's own liveness check finds
+ * that out on reuse. curl closes connection sockets through CURLOPT_CLOSESOCKETFUNCTION,
+ * so their poll handle is always closed before the fd is; other sockets (the threaded
+ * resolver's socket pair, closed directly) are never parked. */
 #include "curlm.h"
 
 #include <ctype.h>
@@ -11,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define MAX_RETRY_AFTER_S (24L * 3600)
 #define EASY_POOL 128 /* idle easy handles kept for reuse */
@@ -31,6 +42,8 @@ typedef struct sock {
     curl_socket_t fd;
     curlm_t *m;
     int events; /* what curl asked for, as UV_READABLE | UV_WRITABLE */
+    bool parkable; /* a TCP socket: curl closes it through on_close_socket */
+    bool parked;   /* curl does not watch it now (an idle connection in its cache) */
     bool closing;
     struct sock *prev, *next;
 } sock_t;
@@ -41,6 +54,8 @@ struct curlm {
     uv_timer_t timer;
     xfer_t *xfers;
     sock_t *socks;
+    sock_t **byfd; /* open poll handles by fd, to find parked ones again */
+    size_t nbyfd;
     int active;
     int handles;           /* live uv handles (timer + polls); m is freed when 0 after close */
     int dispatching;       /* depth of drive() calls: closing is deferred meanwhile */
@@ -60,6 +75,7 @@ static void maybe_free(curlm_t *m)
     if (!m->closing || !m->closed_multi || m->handles > 0) return;
     void (*closed)(void *) = m->closed;
     void *arg = m->closed_arg;
+    free(m->byfd);
     free(m);
     if (closed) closed(arg);
 }
@@ -83,6 +99,7 @@ static void on_handle_closed(uv_handle_t *h)
 static void sock_close(sock_t *s)
 {
     if (s->closing) return;
+    if ((size_t)s->fd < s->m->nbyfd && s->m->byfd[s->fd] == s) s->m->byfd[s->fd] = NULL;
     s->closing = true;
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, on_handle_closed);
@@ -176,6 +193,11 @@ static void on_poll(uv_poll_t *h, int status, int events)
     sock_t *s = (sock_t *)h;
     curlm_t *m = s->m;
     int flags = 0;
+    if (s->parked) { /* an idle connection closed by its server: curl sees it on reuse */
+        uv_poll_stop(&s->poll);
+        s->events = 0;
+        return;
+    }
     if (status < 0) events = s->events;
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
@@ -189,22 +211,69 @@ static void on_timer(uv_timer_t *t)
     drive(t->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
+/* Records s as the handle of its fd. Returns -1 when the table cannot grow. */
+static int byfd_set(curlm_t *m, sock_t *s)
+{
+    size_t fd = (size_t)s->fd;
+    if (fd >= m->nbyfd) {
+        size_t n = m->nbyfd ? m->nbyfd : 64;
+        while (n <= fd)
+            n *= 2;
+        sock_t **t = realloc(m->byfd, n * sizeof *t);
+        if (!t) return -1;
+        memset(t + m->nbyfd, 0, (n - m->nbyfd) * sizeof *t);
+        m->byfd = t;
+        m->nbyfd = n;
+    }
+    m->byfd[fd] = s;
+    return 0;
+}
+
+static bool is_tcp(curl_socket_t fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0) return false;
+    return sa.ss_family == AF_INET || sa.ss_family == AF_INET6;
+}
+
 static sock_t *sock_new(curlm_t *m, curl_socket_t fd)
 {
     sock_t *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    if (uv_poll_init_socket(m->loop, &s->poll, fd) != 0) {
+    s->fd = fd;
+    s->m = m;
+    if (byfd_set(m, s) < 0 || uv_poll_init_socket(m->loop, &s->poll, fd) != 0) {
+        if ((size_t)fd < m->nbyfd) m->byfd[fd] = NULL;
         free(s);
         return NULL;
     }
     s->poll.data = m;
-    s->fd = fd;
-    s->m = m;
+    s->parkable = is_tcp(fd);
     s->next = m->socks;
     if (m->socks) m->socks->prev = s;
     m->socks = s;
     m->handles++;
     return s;
+}
+
+/* The handle of fd: the one curl assigned, else a parked one, else a new one. */
+static sock_t *sock_find(curlm_t *m, curl_socket_t fd, sock_t *assigned)
+{
+    sock_t *s = assigned;
+    if (!s && fd >= 0 && (size_t)fd < m->nbyfd) s = m->byfd[fd];
+    if (!s) s = sock_new(m, fd);
+    if (s && s != assigned) curl_multi_assign(m->multi, fd, s);
+    if (s) s->parked = false;
+    return s;
+}
+
+/* Sets what a handle watches; re-arming the same events costs no syscall. */
+static int sock_watch(sock_t *s, int events)
+{
+    if (events == s->events && uv_is_active((uv_handle_t *)&s->poll)) return 0;
+    s->events = events;
+    return uv_poll_start(&s->poll, events, on_poll) == 0 ? 0 : -1;
 }
 
 /* CURLMOPT_SOCKETFUNCTION: start, change or stop watching one socket. */
@@ -216,19 +285,25 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (what == CURL_POLL_REMOVE) {
         if (s) {
             curl_multi_assign(m->multi, fd, NULL);
-            sock_close(s);
+            s->parked = s->parkable && !m->closing;
+            if (!s->parked || sock_watch(s, UV_READABLE) < 0) sock_close(s);
         }
         return 0;
     }
-    if (!s) {
-        s = sock_new(m, fd);
-        if (!s) return -1;
-        curl_multi_assign(m->multi, fd, s);
-    }
-    s->events = 0;
-    if (what & CURL_POLL_IN) s->events |= UV_READABLE;
-    if (what & CURL_POLL_OUT) s->events |= UV_WRITABLE;
-    return uv_poll_start(&s->poll, s->events, on_poll) == 0 ? 0 : -1;
+    s = sock_find(m, fd, s);
+    if (!s) return -1;
+    int events = 0;
+    if (what & CURL_POLL_IN) events |= UV_READABLE;
+    if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+    return sock_watch(s, events);
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the poll handle goes before the fd can be reused. */
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    curlm_t *m = clientp;
+    if (fd >= 0 && (size_t)fd < m->nbyfd && m->byfd[fd]) sock_close(m->byfd[fd]);
+    return close(fd);
 }
 
 /* CURLMOPT_TIMERFUNCTION: never calls into curl from here; 0 runs on the loop. */
@@ -271,6 +346,8 @@ int curlm_add(curlm_t *m, CURL *easy, curlm_done_fn done, void *arg)
     x->done = done;
     x->arg = arg;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, m);
     if (curl_multi_add_handle(m->multi, easy) != CURLM_OK) {
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
         free(x);
