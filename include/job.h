@@ -77,7 +77,8 @@ job_err_t job_parse_aggr(const char *body, size_t len, job_t *job, char *err, si
 /* Frees every heap field and zeroes the struct. */
 void job_free(job_t *job);
 
-/* Fills id with 14 base64url characters from getrandom(2) 10 bytes. 0 or -errno. */
+/* Fills id with 14 base64url characters from 10 bytes of getrandom(2), which is read
+ * for 64 ids at a time. 0 or -errno. */
 int job_new_id(char id[JOB_ID_LEN + 1]);
 
 /* True when the job has a callback (callback_url or callback_dst non-empty). */

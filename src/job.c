@@ -1127,17 +1127,34 @@ static void base64url(const unsigned char *in, size_t n, char *out)
     out[o] = '\0';
 }
 
-int job_new_id(char id[JOB_ID_LEN + 1])
+/* Random bytes for ids, fetched from getrandom(2) 64 ids at a time (per thread). */
+enum { ID_RAW = 10, ID_POOL = 64 * ID_RAW };
+static _Thread_local unsigned char id_pool[ID_POOL];
+static _Thread_local size_t id_left;
+
+static int id_refill(void)
 {
-    unsigned char raw[10];
     size_t got = 0;
-    while (got < sizeof raw) {
-        ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+    while (got < sizeof id_pool) {
+        ssize_t n = getrandom(id_pool + got, sizeof id_pool - got, 0);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return -errno;
         got += (size_t)n;
     }
-    base64url(raw, sizeof raw, id);
+    id_left = sizeof id_pool;
+    return 0;
+}
+
+int job_new_id(char id[JOB_ID_LEN + 1])
+{
+    if (id_left < ID_RAW) {
+        int rc = id_refill();
+        if (rc < 0) return rc;
+    }
+    unsigned char *raw = id_pool + sizeof id_pool - id_left;
+    base64url(raw, ID_RAW, id);
+    memset(raw, 0, ID_RAW); /* each random byte is used once */
+    id_left -= ID_RAW;
     return 0;
 }
 

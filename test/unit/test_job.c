@@ -748,8 +748,9 @@ static void test_aggregation_accepted(void **state)
 static void test_new_id(void **state)
 {
     (void)state;
-    char ids[50][JOB_ID_LEN + 1];
-    for (int i = 0; i < 50; i++) {
+    /* 200 ids: the random bytes are read 64 ids at a time, so this crosses refills */
+    static char ids[200][JOB_ID_LEN + 1];
+    for (int i = 0; i < 200; i++) {
         assert_int_equal(job_new_id(ids[i]), 0);
         assert_int_equal(strlen(ids[i]), JOB_ID_LEN);
         assert_int_equal(strspn(ids[i], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
