@@ -1,5 +1,7 @@
 /* files: blocking file-system work for stored files, run on the uv thread pool:
- * finalising a download (fsync, image size, mkdir, rename), unlinking, disk usage. */
+ * finalising a download (fsync, image size, mkdir, rename), unlinking, disk usage.
+ * Finalisations submitted during one loop iteration go to the pool together at its end
+ * (batches of up to 64, one pool job each); the others are one pool job per call. */
 #ifndef DOWNLOADER_FILES_H
 #define DOWNLOADER_FILES_H
 
@@ -21,13 +23,14 @@ typedef void (*files_done_fn)(const files_result_t *res, void *arg);
  * file header (corrupt: size stays "", not an error, W31); mkdir -p the final
  * directory (0755); rename(tmp, final) (copy + unlink across devices). The temp file is
  * removed on any failure. final_path NULL (object storage): only the image size, no
- * fsync, and the temp file stays for the upload. */
+ * fsync, and the temp file stays for the upload. Called on the loop thread; the work
+ * starts at the end of the current loop iteration. */
 int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
                    const char *image_mime, files_done_fn done, void *arg);
 
 /* The same for a body held in memory (a small download): writes data to tmp_path,
- * then finalises as above, all in one thread-pool job. Takes ownership of data (freed
- * after done) when it returns 0. */
+ * then fsyncs and measures it through the same descriptor and finalises as above, in
+ * the same batch. Takes ownership of data (freed after done) when it returns 0. */
 int files_finalize_mem(uv_loop_t *loop, const char *tmp_path, const char *final_path,
                        const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
                        void *arg);

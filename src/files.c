@@ -5,7 +5,18 @@
  * its arguments; the pool thread touches only that request, the done callback runs on
  * the loop thread and the request (with the result it points to) is freed right after
  * it. A call that cannot be queued returns a negative errno and then never calls back
- * (the caller still owns the files). */
+ * (the caller still owns the files).
+ * Finalisations are batched: those submitted during one loop iteration wait in a
+ * per-loop pending list until a uv_check handle at the end of the iteration hands them
+ * to the pool as one uv_work_t per at most FILES_BATCH_MAX requests, finalised in turn
+ * and completed (done callbacks in submission order) in one after-work callback. A
+ * uv_idle handle started alongside flushes them instead when the loop would otherwise
+ * block in poll before reaching its check phase (requests made by a timer or close
+ * callback, or before uv_run). The per-loop state is made on the first finalisation and
+ * closes itself (its handles and all) once nothing is pending or in the pool, so it
+ * never keeps a loop alive or open.
+ * A body held in memory is written, fsynced and measured through the one descriptor
+ * that created the temp file. */
 #include "files.h"
 
 #include "imgsize.h"
@@ -14,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,13 +42,17 @@
 #define PHASE_DELETE "deleting file"
 #define PHASE_POOL "running file work"
 
-enum { COPY_BUF = 64 * 1024 };
+enum { COPY_BUF = 64 * 1024, FILES_BATCH_MAX = 64 };
 
-typedef struct {
-    uv_work_t work;
-    char *path;            /* finalize: the temp file; unlink/usage: the target */
-    char *final_path;      /* finalize only */
-    const char *size_mime; /* finalize: static copy of image_mime when decodable */
+typedef struct files_loop files_loop_t;
+
+typedef struct files_req {
+    uv_work_t work;         /* finalize: only the first request of a batch is queued */
+    struct files_req *next; /* finalize: the next request pending or in the batch */
+    files_loop_t *fl;       /* finalize: the loop's batching state */
+    char *path;             /* finalize: the temp file; unlink/usage: the target */
+    char *final_path;       /* finalize only */
+    const char *size_mime;  /* finalize: static copy of image_mime when decodable */
     files_done_fn done;
     files_usage_fn usage_done;
     void *arg;
@@ -47,6 +63,21 @@ typedef struct {
     size_t mem_len;
     char paths[]; /* storage for path and final_path */
 } files_req_t;
+
+/* Batching state of one loop; lives while finalisations are pending or in the pool. */
+struct files_loop {
+    uv_loop_t *loop;
+    uv_check_t flush; /* hands the pending list to the pool at the iteration's end */
+    uv_idle_t wake;   /* or before the loop would block in poll */
+    int open_handles;
+    files_req_t *head, *tail; /* pending finalisations, in submission order */
+    size_t npending;
+    unsigned running;   /* batches in the pool */
+    files_loop_t *next; /* in loops */
+};
+
+static pthread_mutex_t loops_mu = PTHREAD_MUTEX_INITIALIZER;
+static files_loop_t *loops; /* one per loop with finalisations pending or running */
 
 /* ---- requests ---- */
 
@@ -110,24 +141,29 @@ static const char *decodable_mime(const char *mime)
     return NULL;
 }
 
-/* fsync(tmp) and, when asked, the image size (undecodable: left "", not an error).
- * Without a final path (the file goes to object storage) there is nothing to make
- * durable here: no fsync. */
-static int sync_and_measure(files_req_t *r)
+/* fsync(fd) when the file is going to the store and, when asked, the image size
+ * (undecodable: left "", not an error). Without a final path (the file goes to object
+ * storage) there is nothing to make durable here: no fsync. */
+static int sync_and_measure_fd(files_req_t *r, int fd)
 {
     unsigned w, h;
+    if (r->final_path && fsync(fd) < 0)
+        return fail(&r->res, errno, PHASE_SYNC, true, "fsync %s", r->path);
+    if (r->size_mime && imgsize_read(r->size_mime, pread_fd, &fd, &w, &h) == 0)
+        snprintf(r->res.image_size, sizeof r->res.image_size, "%ux%u", w, h);
+    return 0;
+}
+
+/* The same for a temp file already written (a streamed body): opened only when there is
+ * something to do. */
+static int sync_and_measure(files_req_t *r)
+{
     if (!r->final_path && !r->size_mime) return 0;
     int fd = open(r->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail(&r->res, errno, PHASE_SYNC, true, "open %s", r->path);
-    if (r->final_path && fsync(fd) < 0) {
-        int err = errno;
-        close(fd);
-        return fail(&r->res, err, PHASE_SYNC, true, "fsync %s", r->path);
-    }
-    if (r->size_mime && imgsize_read(r->size_mime, pread_fd, &fd, &w, &h) == 0)
-        snprintf(r->res.image_size, sizeof r->res.image_size, "%ux%u", w, h);
+    int rc = sync_and_measure_fd(r, fd);
     close(fd);
-    return 0;
+    return rc;
 }
 
 /* ---- finalize: mkdir -p ---- */
@@ -249,27 +285,24 @@ static int store(files_req_t *r)
     return fail(&r->res, errno, PHASE_STORE, false, "rename %s %s", r->path, r->final_path);
 }
 
-static void finalize_work(uv_work_t *w)
-{
-    files_req_t *r = w->data;
-    if (sync_and_measure(r) == 0 && (!r->final_path || store(r) == 0)) return;
-    unlink(r->path);
-}
-
-/* Writes the body held in memory to the temp file, then finalises as above. */
+/* Writes the body held in memory to the temp file, then syncs and measures it through
+ * the same descriptor: one open and one close. */
 static int write_mem(files_req_t *r)
 {
-    int fd = open(r->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(r->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return fail(&r->res, errno, PHASE_TMP, true, "open %s", r->path);
     int err = write_all(fd, (const char *)r->mem, r->mem_len);
-    if (close(fd) < 0 && !err) err = errno;
-    return err ? fail(&r->res, err, PHASE_TMP, true, "write %s", r->path) : 0;
+    int rc =
+        err ? fail(&r->res, err, PHASE_TMP, true, "write %s", r->path) : sync_and_measure_fd(r, fd);
+    if (close(fd) < 0 && rc == 0) rc = fail(&r->res, errno, PHASE_TMP, true, "write %s", r->path);
+    return rc;
 }
 
-static void finalize_mem_work(uv_work_t *w)
+/* One finalisation, on a pool thread; the temp file is removed on any failure. */
+static void finalize_one(files_req_t *r)
 {
-    files_req_t *r = w->data;
-    if (write_mem(r) == 0 && sync_and_measure(r) == 0 && (!r->final_path || store(r) == 0)) return;
+    int rc = r->mem ? write_mem(r) : sync_and_measure(r);
+    if (rc == 0 && (!r->final_path || store(r) == 0)) return;
     unlink(r->path);
 }
 
@@ -284,6 +317,136 @@ static void result_done(uv_work_t *w, int status)
     free(r);
 }
 
+/* ---- finalize: batches per loop iteration ---- */
+
+static void loop_closed(uv_handle_t *h)
+{
+    files_loop_t *fl = h->data;
+    if (--fl->open_handles == 0) free(fl);
+}
+
+/* The loop's batching state, made on first use; NULL when out of memory. */
+static files_loop_t *loop_get(uv_loop_t *loop)
+{
+    pthread_mutex_lock(&loops_mu);
+    files_loop_t *fl = loops;
+    while (fl && fl->loop != loop)
+        fl = fl->next;
+    if (!fl && (fl = calloc(1, sizeof *fl))) {
+        fl->loop = loop;
+        uv_check_init(loop, &fl->flush);
+        uv_idle_init(loop, &fl->wake);
+        fl->flush.data = fl->wake.data = fl;
+        fl->open_handles = 2;
+        fl->next = loops;
+        loops = fl;
+    }
+    pthread_mutex_unlock(&loops_mu);
+    return fl;
+}
+
+/* Closes the state once nothing is pending or running; a later call makes a new one. */
+static void loop_release(files_loop_t *fl)
+{
+    if (fl->head || fl->running) return;
+    pthread_mutex_lock(&loops_mu);
+    files_loop_t **pp = &loops;
+    while (*pp != fl)
+        pp = &(*pp)->next;
+    *pp = fl->next;
+    pthread_mutex_unlock(&loops_mu);
+    uv_close((uv_handle_t *)&fl->flush, loop_closed);
+    uv_close((uv_handle_t *)&fl->wake, loop_closed);
+}
+
+static void batch_work(uv_work_t *w)
+{
+    for (files_req_t *r = w->data; r; r = r->next)
+        finalize_one(r);
+}
+
+/* Calls each request's done in submission order and frees it. */
+static void batch_finish(files_req_t *r, int status)
+{
+    while (r) {
+        files_req_t *next = r->next;
+        result_done(&r->work, status);
+        r = next;
+    }
+}
+
+static void batch_done(uv_work_t *w, int status)
+{
+    files_req_t *r = w->data;
+    files_loop_t *fl = r->fl;
+    fl->running--;
+    batch_finish(r, status);
+    loop_release(fl);
+}
+
+/* Detaches the first n requests of list as one batch; returns the rest. */
+static files_req_t *batch_cut(files_req_t *list, size_t n)
+{
+    while (--n > 0 && list->next)
+        list = list->next;
+    files_req_t *rest = list->next;
+    list->next = NULL;
+    return rest;
+}
+
+/* Queues one batch; the requests were promised a callback, so a refusal completes them
+ * with a failure rather than dropping them. */
+static void batch_queue(files_loop_t *fl, files_req_t *batch)
+{
+    int rc = uv_queue_work(fl->loop, &batch->work, batch_work, batch_done);
+    if (rc < 0)
+        batch_finish(batch, rc);
+    else
+        fl->running++;
+}
+
+/* The pending list goes to the pool in batches of equal size, at most FILES_BATCH_MAX
+ * each. Requests made by done callbacks meanwhile wait for the next flush. */
+static void flush(files_loop_t *fl)
+{
+    files_req_t *list = fl->head;
+    size_t n = fl->npending, nbatch = (n + FILES_BATCH_MAX - 1) / FILES_BATCH_MAX;
+    fl->head = fl->tail = NULL;
+    fl->npending = 0;
+    uv_check_stop(&fl->flush);
+    uv_idle_stop(&fl->wake);
+    while (list) {
+        files_req_t *batch = list;
+        list = batch_cut(batch, (n + nbatch - 1) / nbatch);
+        batch_queue(fl, batch);
+    }
+    loop_release(fl);
+}
+
+static void on_check(uv_check_t *h)
+{
+    flush(h->data);
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    flush(h->data);
+}
+
+/* Appends r to the loop's pending list, flushed at the end of this iteration. */
+static void pending_add(files_loop_t *fl, files_req_t *r)
+{
+    r->fl = fl;
+    if (fl->tail)
+        fl->tail->next = r;
+    else
+        fl->head = r;
+    fl->tail = r;
+    fl->npending++;
+    uv_check_start(&fl->flush, on_check);
+    uv_idle_start(&fl->wake, on_idle);
+}
+
 static int finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
                     const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
                     void *arg)
@@ -291,13 +454,18 @@ static int finalize(uv_loop_t *loop, const char *tmp_path, const char *final_pat
     if (!loop || !tmp_path) return UV_EINVAL;
     files_req_t *r = req_new(tmp_path, final_path);
     if (!r) return UV_ENOMEM;
+    files_loop_t *fl = loop_get(loop);
+    if (!fl) {
+        free(r); /* not queued: the caller keeps data */
+        return UV_ENOMEM;
+    }
     r->size_mime = decodable_mime(image_mime);
     r->done = done;
     r->arg = arg;
     r->mem = data;
     r->mem_len = len;
-    /* not queued: the caller keeps data */
-    return req_queue(loop, r, data ? finalize_mem_work : finalize_work, result_done);
+    pending_add(fl, r);
+    return 0;
 }
 
 int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,

@@ -1,6 +1,8 @@
 /* Unit tests for files: each test runs a private uv loop over a fresh temp directory and
  * checks finalize (move, mkdir -p, image size, failures and temp cleanup, cross-device
- * copy), unlink, disk usage and the job path layout. */
+ * copy), the batching of finalisations per loop iteration (order, isolation of
+ * failures, the batch cap, resubmission from a callback, several loops), unlink, disk
+ * usage and the job path layout. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,6 +44,19 @@ static const uint8_t jpeg_head[] = {
 
 /* A 5x4 GIF89a logical screen without a colour table. */
 static const uint8_t gif_5x4[] = {'G', 'I', 'F', '8', '9', 'a', 5, 0, 4, 0, 0, 0, 0, 0x3b};
+
+/* One image of each decodable type and the size decoded from it. */
+static const struct {
+    const char *mime;
+    const uint8_t *data;
+    size_t len;
+    const char *size;
+} images[] = {
+    {"image/png", png_3x2, sizeof png_3x2, "3x2"},
+    {"image/jpeg", jpeg_head, sizeof jpeg_head, "8x6"},
+    {"image/gif", gif_5x4, sizeof gif_5x4, "5x4"},
+};
+enum { N_IMAGES = sizeof images / sizeof images[0] };
 
 /* ---- fixture ---- */
 
@@ -208,22 +223,12 @@ static void test_finalize_existing_dir_and_file(void **state)
 static void test_finalize_image_sizes(void **state)
 {
     fx_t *fx = *state;
-    const struct {
-        const char *mime;
-        const uint8_t *data;
-        size_t len;
-        const char *size;
-    } cases[] = {
-        {"image/png", png_3x2, sizeof png_3x2, "3x2"},
-        {"image/jpeg", jpeg_head, sizeof jpeg_head, "8x6"},
-        {"image/gif", gif_5x4, sizeof gif_5x4, "5x4"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        write_file(fx->tmp, cases[i].data, cases[i].len);
-        files_result_t res = finalize(fx->tmp, fx->final, cases[i].mime);
+    for (size_t i = 0; i < N_IMAGES; i++) {
+        write_file(fx->tmp, images[i].data, images[i].len);
+        files_result_t res = finalize(fx->tmp, fx->final, images[i].mime);
         assert_ok(&res);
-        assert_string_equal(res.image_size, cases[i].size);
-        assert_file_holds(fx->final, cases[i].data, cases[i].len);
+        assert_string_equal(res.image_size, images[i].size);
+        assert_file_holds(fx->final, images[i].data, images[i].len);
     }
 }
 
@@ -526,6 +531,272 @@ static void test_finalize_mem_fails_cleanly(void **state)
     assert_false(exists(fx->final));
 }
 
+/* ---- finalize: batches per loop iteration ---- */
+
+static int done_seq;       /* done callbacks so far */
+static unsigned iteration; /* loop iterations so far, counted by a check handle */
+
+typedef struct {
+    got_t got;
+    int seq;       /* done_seq when done ran */
+    unsigned iter; /* iteration when done ran */
+} seen_t;
+
+static void on_seen(const files_result_t *res, void *arg)
+{
+    seen_t *s = arg;
+    on_done(res, &s->got);
+    s->seq = done_seq++;
+    s->iter = iteration;
+}
+
+static void on_iteration(uv_check_t *h)
+{
+    (void)h;
+    iteration++;
+}
+
+static unsigned char *dup_mem(const void *data, size_t len)
+{
+    unsigned char *p = malloc(len ? len : 1);
+    assert_non_null(p);
+    memcpy(p, data, len);
+    return p;
+}
+
+static int finalize_mem(uv_loop_t *loop, const char *tmp, const char *final, const char *mime,
+                        const void *data, size_t len, seen_t *s)
+{
+    return files_finalize_mem(loop, tmp, final, mime, dup_mem(data, len), len, on_seen, s);
+}
+
+/* Runs the loop to its end with an iteration counter that does not keep it alive; each
+ * of the n callbacks ran once, on this thread, and nothing is left open. */
+static void run_counted(uv_loop_t *loop, seen_t *seen, size_t n)
+{
+    uv_check_t count;
+    uv_thread_t me = uv_thread_self();
+    uv_check_init(loop, &count);
+    uv_check_start(&count, on_iteration);
+    uv_unref((uv_handle_t *)&count);
+    assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
+    uv_close((uv_handle_t *)&count, NULL);
+    assert_int_equal(uv_run(loop, UV_RUN_DEFAULT), 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(seen[i].got.calls, 1);
+        assert_true(uv_thread_equal(&me, &seen[i].got.thread));
+    }
+    assert_int_equal(uv_loop_close(loop), 0);
+}
+
+/* Small bodies of every kind submitted in one iteration: all stored with their content
+ * and image size, completed together in submission order. */
+static void test_finalize_mem_batch(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 12 };
+    char tmps[N][160], finals[N][256], text[N][32];
+    seen_t seen[N] = {0};
+    uv_loop_t loop;
+    done_seq = 0;
+    iteration = 0;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    for (int i = 0; i < N; i++) { /* every fourth one is text, the others images */
+        char id[32];
+        snprintf(id, sizeof id, "%s%04d", i % 3 ? "bat" : "mem", i);
+        snprintf(tmps[i], sizeof tmps[i], "%s/%s.tmp", fx->dir, id);
+        files_job_path(finals[i], sizeof finals[i], fx->root, id);
+        snprintf(text[i], sizeof text[i], "body number %d", i);
+        int rc = i % 4 < N_IMAGES ? finalize_mem(&loop, tmps[i], finals[i], images[i % 4].mime,
+                                                 images[i % 4].data, images[i % 4].len, &seen[i])
+                                  : finalize_mem(&loop, tmps[i], finals[i], "text/plain", text[i],
+                                                 strlen(text[i]), &seen[i]);
+        assert_int_equal(rc, 0);
+    }
+    run_counted(&loop, seen, N);
+    for (int i = 0; i < N; i++) {
+        bool image = i % 4 < N_IMAGES;
+        assert_ok(&seen[i].got.res);
+        assert_string_equal(seen[i].got.res.image_size, image ? images[i % 4].size : "");
+        if (image)
+            assert_file_holds(finals[i], images[i % 4].data, images[i % 4].len);
+        else
+            assert_file_holds(finals[i], text[i], strlen(text[i]));
+        assert_false(exists(tmps[i]));
+        assert_int_equal(seen[i].seq, i);
+        assert_int_equal(seen[i].iter, seen[0].iter);
+    }
+}
+
+/* One batch where some requests fail: each gets its own result, the others are stored,
+ * failed temp files are removed and an object-storage one stays. */
+static void test_finalize_batch_failures_isolated(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 7 };
+    char tmps[N][160], finals[N][256], blocker[160];
+    seen_t seen[N] = {0};
+    uv_loop_t loop;
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "%s%04d", i == 1 ? "zzz" : "iso", i);
+        snprintf(tmps[i], sizeof tmps[i], "%s/%s.tmp", fx->dir, id);
+        files_job_path(finals[i], sizeof finals[i], fx->root, id);
+    }
+    snprintf(tmps[2], sizeof tmps[2], "%s/missing-dir/x.tmp", fx->dir);
+    snprintf(blocker, sizeof blocker, "%s/zzz", fx->root);
+    assert_int_equal(mkdir(fx->root, 0755), 0);
+    write_file(blocker, "not a dir", 9); /* final directory of [1] */
+    write_file(tmps[4], "streamed", 8);
+    done_seq = 0;
+    char junk[100];
+    memset(junk, 'j', sizeof junk);
+    write_file(tmps[6], junk, sizeof junk); /* longer than the body: truncated */
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(finalize_mem(&loop, tmps[0], finals[0], NULL, "first", 5, &seen[0]), 0);
+    assert_int_equal(
+        finalize_mem(&loop, tmps[1], finals[1], "image/png", png_3x2, sizeof png_3x2, &seen[1]), 0);
+    assert_int_equal(finalize_mem(&loop, tmps[2], finals[2], NULL, "lost", 4, &seen[2]), 0);
+    assert_int_equal(files_finalize(&loop, tmps[3], finals[3], NULL, on_seen, &seen[3]), 0);
+    assert_int_equal(files_finalize(&loop, tmps[4], finals[4], NULL, on_seen, &seen[4]), 0);
+    assert_int_equal(
+        finalize_mem(&loop, tmps[5], NULL, "image/gif", gif_5x4, sizeof gif_5x4, &seen[5]), 0);
+    assert_int_equal(
+        finalize_mem(&loop, tmps[6], finals[6], "image/png", png_3x2, sizeof png_3x2, &seen[6]), 0);
+    run_counted(&loop, seen, N);
+
+    assert_ok(&seen[0].got.res);
+    assert_file_holds(finals[0], "first", 5);
+
+    assert_int_equal(seen[1].got.res.err, ENOTDIR); /* mkdir blocked by a regular file */
+    assert_string_equal(seen[1].got.res.phase, PHASE_STORE);
+    assert_false(seen[1].got.res.internal);
+    assert_true(strstr(seen[1].got.res.detail, "mkdir ") == seen[1].got.res.detail);
+    assert_false(exists(tmps[1]));
+    assert_false(exists(finals[1]));
+
+    assert_int_equal(seen[2].got.res.err, ENOENT); /* the temp file cannot be created */
+    assert_string_equal(seen[2].got.res.phase, "creating tmp file");
+    assert_true(seen[2].got.res.internal);
+    assert_true(strstr(seen[2].got.res.detail, "open ") == seen[2].got.res.detail);
+    assert_false(exists(finals[2]));
+
+    assert_int_equal(seen[3].got.res.err, ENOENT); /* streamed, but no temp file */
+    assert_string_equal(seen[3].got.res.phase, PHASE_SYNC);
+    assert_true(seen[3].got.res.internal);
+    assert_false(exists(finals[3]));
+
+    assert_ok(&seen[4].got.res);
+    assert_file_holds(finals[4], "streamed", 8);
+    assert_false(exists(tmps[4]));
+
+    assert_ok(&seen[5].got.res); /* object storage: measured, the temp file stays */
+    assert_string_equal(seen[5].got.res.image_size, "5x4");
+    assert_file_holds(tmps[5], gif_5x4, sizeof gif_5x4);
+
+    assert_ok(&seen[6].got.res); /* the temp file written over, then stored */
+    assert_string_equal(seen[6].got.res.image_size, "3x2");
+    assert_file_holds(finals[6], png_3x2, sizeof png_3x2);
+    assert_false(exists(tmps[6]));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i].seq, i);
+}
+
+/* More requests than one batch holds: split into several, every one still completed. */
+static void test_finalize_batch_cap(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 150 };
+    static char tmps[N][160], finals[N][256];
+    static seen_t seen[N];
+    uv_loop_t loop;
+    memset(seen, 0, sizeof seen);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "c%02d%04d", i % 7, i);
+        snprintf(tmps[i], sizeof tmps[i], "%s/%s.tmp", fx->dir, id);
+        files_job_path(finals[i], sizeof finals[i], fx->root, id);
+        assert_int_equal(finalize_mem(&loop, tmps[i], finals[i], NULL, id, strlen(id), &seen[i]),
+                         0);
+    }
+    run_counted(&loop, seen, N);
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "c%02d%04d", i % 7, i);
+        assert_ok(&seen[i].got.res);
+        assert_file_holds(finals[i], id, strlen(id));
+        assert_false(exists(tmps[i]));
+    }
+}
+
+/* A done callback that submits the next finalisation: the chain runs to its end and the
+ * loop closes cleanly. */
+typedef struct {
+    uv_loop_t *loop;
+    fx_t *fx;
+    int left;
+    int stored;
+} chain_t;
+
+static void chain_next(chain_t *c);
+
+static void on_chain(const files_result_t *res, void *arg)
+{
+    chain_t *c = arg;
+    if (res->err == 0) c->stored++;
+    if (--c->left > 0) chain_next(c);
+}
+
+static void chain_next(chain_t *c)
+{
+    char final[256];
+    snprintf(final, sizeof final, "%s/chain/%d", c->fx->root, c->left);
+    assert_int_equal(
+        files_finalize_mem(c->loop, c->fx->tmp, final, NULL, dup_mem("link", 4), 4, on_chain, c),
+        0);
+}
+
+static void test_finalize_from_done_callback(void **state)
+{
+    fx_t *fx = *state;
+    uv_loop_t loop;
+    chain_t c = {.loop = &loop, .fx = fx, .left = 5};
+    assert_int_equal(uv_loop_init(&loop), 0);
+    chain_next(&c);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(c.left, 0);
+    assert_int_equal(c.stored, 5);
+    for (int i = 1; i <= 5; i++) {
+        char final[256];
+        snprintf(final, sizeof final, "%s/chain/%d", fx->root, i);
+        assert_file_holds(final, "link", 4);
+    }
+}
+
+/* Two loops on one thread keep separate batches: each runs only its own. */
+static void test_finalize_two_loops(void **state)
+{
+    fx_t *fx = *state;
+    uv_loop_t a, b;
+    seen_t sa = {0}, sb = {0};
+    char tmp_b[160], final_b[256];
+    snprintf(tmp_b, sizeof tmp_b, "%s/other.tmp", fx->dir);
+    files_job_path(final_b, sizeof final_b, fx->root, "other");
+    assert_int_equal(uv_loop_init(&a), 0);
+    assert_int_equal(uv_loop_init(&b), 0);
+    assert_int_equal(finalize_mem(&a, fx->tmp, fx->final, NULL, "on a", 4, &sa), 0);
+    assert_int_equal(finalize_mem(&b, tmp_b, final_b, NULL, "on b", 4, &sb), 0);
+    run_counted(&b, &sb, 1);
+    assert_int_equal(sa.got.calls, 0);
+    assert_false(exists(fx->final));
+    assert_file_holds(final_b, "on b", 4);
+    run_counted(&a, &sa, 1);
+    assert_ok(&sa.got.res);
+    assert_file_holds(fx->final, "on a", 4);
+}
+
 /* ---- stale temp files ---- */
 
 static int sweep(const char *dir, long older_s)
@@ -613,6 +884,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disk_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalize_mem, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalize_mem_fails_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_mem_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_batch_failures_isolated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_batch_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_from_done_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finalize_two_loops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_stale_tmp, setup, teardown),
         cmocka_unit_test(test_job_path),
     };
