@@ -7,7 +7,9 @@
  * Commands issued during a loop iteration are written once, from a uv_check handle at
  * the end of that iteration, rather than after the next poll reports the socket
  * writable: one write per batch, no epoll_ctl pair, one iteration less per round trip.
- * Only when the socket buffer is full does writing wait for UV_WRITABLE. */
+ * Only when the socket buffer is full does writing wait for UV_WRITABLE. A uv_idle
+ * handle runs alongside the check handle: a command issued by a timer callback would
+ * otherwise wait in poll (the check phase comes after it) until some other event. */
 #include "redisuv.h"
 
 #include <hiredis/hiredis.h>
@@ -18,6 +20,7 @@ typedef struct {
     redisAsyncContext *ac; /* NULL once hiredis has cleaned up */
     uv_poll_t poll;
     uv_check_t flush; /* pending commands are written at the end of the iteration */
+    uv_idle_t nowait; /* ... and poll does not block while they wait */
     int events;
     int open_handles;
     bool flushing, rewrite; /* inside on_flush; hiredis asked to write again meanwhile */
@@ -63,12 +66,18 @@ static void on_flush(uv_check_t *h)
 {
     redisuv_t *e = h->data;
     uv_check_stop(&e->flush);
+    uv_idle_stop(&e->nowait);
     e->flushing = true;
     e->rewrite = false;
     if (e->ac) redisAsyncHandleWrite(e->ac);
     e->flushing = false;
     /* the socket took only part of it: wait until it is writable */
     if (e->ac && e->rewrite) set_events(e, e->events | UV_WRITABLE);
+}
+
+static void on_nowait(uv_idle_t *h)
+{
+    on_flush(&((redisuv_t *)h->data)->flush);
 }
 
 static void add_write(void *p)
@@ -78,8 +87,10 @@ static void add_write(void *p)
         set_events(e, e->events | UV_WRITABLE);
     else if (e->flushing)
         e->rewrite = true;
-    else if (!(e->events & UV_WRITABLE))
+    else if (!(e->events & UV_WRITABLE)) {
         uv_check_start(&e->flush, on_flush);
+        uv_idle_start(&e->nowait, on_nowait);
+    }
 }
 
 static void del_write(void *p)
@@ -87,6 +98,7 @@ static void del_write(void *p)
     redisuv_t *e = p;
     e->rewrite = false;
     uv_check_stop(&e->flush);
+    uv_idle_stop(&e->nowait);
     if (e->events & UV_WRITABLE) set_events(e, e->events & ~UV_WRITABLE);
 }
 
@@ -102,6 +114,7 @@ static void cleanup(void *p)
     e->ac = NULL;
     uv_close((uv_handle_t *)&e->poll, on_closed);
     uv_close((uv_handle_t *)&e->flush, on_closed);
+    uv_close((uv_handle_t *)&e->nowait, on_closed);
 }
 
 int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -114,10 +127,12 @@ int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop)
         return REDIS_ERR;
     }
     uv_check_init(loop, &e->flush);
-    e->open_handles = 2;
+    uv_idle_init(loop, &e->nowait);
+    e->open_handles = 3;
     e->ac = ac;
     e->poll.data = e;
     e->flush.data = e;
+    e->nowait.data = e;
     ac->ev.data = e;
     ac->ev.addRead = add_read;
     ac->ev.delRead = del_read;

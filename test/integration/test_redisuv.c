@@ -1,0 +1,133 @@
+/* redisuv against a real redis-server: a command issued from a timer callback, with
+ * nothing else to wake the loop, is written and answered at once (it used to wait in
+ * poll until the next unrelated event), and a connection that Redis closes reports
+ * through the disconnect callback. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "redisuv.h"
+
+typedef struct {
+    uv_loop_t loop;
+    redisAsyncContext *ac;
+    uv_timer_t issue, limit;
+    uint64_t issued_at, replied_at;
+    bool replied, disconnected, timed_out;
+} rig_t;
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    rig_t *r = arg;
+    redisReply *rep = reply;
+    if (rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0) {
+        r->replied = true;
+        r->replied_at = uv_hrtime();
+    }
+    uv_timer_stop(&r->limit);
+}
+
+static void on_issue(uv_timer_t *t)
+{
+    rig_t *r = t->data;
+    r->issued_at = uv_hrtime();
+    redisAsyncCommand(r->ac, on_reply, r, "PING");
+}
+
+static void on_limit(uv_timer_t *t)
+{
+    rig_t *r = t->data;
+    r->timed_out = true;
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    rig_t *r = ac->data;
+    (void)status;
+    r->disconnected = true;
+}
+
+static void rig_open(rig_t *r, const h_redis_t *redis)
+{
+    memset(r, 0, sizeof *r);
+    assert_int_equal(uv_loop_init(&r->loop), 0);
+    r->ac = redisAsyncConnect("127.0.0.1", redis->port);
+    assert_non_null(r->ac);
+    assert_int_equal(r->ac->err, 0);
+    r->ac->data = r;
+    assert_int_equal(redisuv_attach(r->ac, &r->loop), REDIS_OK);
+    redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
+    uv_timer_init(&r->loop, &r->issue);
+    uv_timer_init(&r->loop, &r->limit);
+    r->issue.data = r->limit.data = r;
+    /* connected: a first PING through the loop */
+    redisAsyncCommand(r->ac, on_reply, r, "PING");
+    while (!r->replied)
+        uv_run(&r->loop, UV_RUN_ONCE);
+    r->replied = false;
+}
+
+static void rig_close(rig_t *r)
+{
+    uv_close((uv_handle_t *)&r->issue, NULL);
+    uv_close((uv_handle_t *)&r->limit, NULL);
+    if (!r->disconnected) redisAsyncDisconnect(r->ac);
+    uv_run(&r->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&r->loop), 0); /* every handle released */
+}
+
+static void test_command_from_timer_is_sent_at_once(void **state)
+{
+    (void)state;
+    h_redis_t redis = {0};
+    assert_int_equal(h_redis_start(&redis, false), 0);
+    rig_t r;
+    rig_open(&r, &redis);
+    /* on a quiet loop, a PING from a timer; the only other wake-up is 3 s away */
+    uv_timer_start(&r.issue, on_issue, 50, 0);
+    uv_timer_start(&r.limit, on_limit, 3000, 0);
+    while (!r.replied && !r.timed_out)
+        uv_run(&r.loop, UV_RUN_ONCE);
+    assert_true(r.replied);
+    assert_false(r.timed_out);
+    uint64_t took_ms = (r.replied_at - r.issued_at) / 1000000;
+    print_message("# reply %llu ms after the timer's command\n", (unsigned long long)took_ms);
+    assert_true(took_ms < 1000);
+    rig_close(&r);
+    h_redis_stop(&redis);
+}
+
+static void test_server_close_reports_disconnect(void **state)
+{
+    (void)state;
+    h_redis_t redis = {0};
+    assert_int_equal(h_redis_start(&redis, false), 0);
+    rig_t r;
+    rig_open(&r, &redis);
+    redisContext *c = h_redis_connect(&redis);
+    assert_non_null(c);
+    freeReplyObject(h_redis(c, "CLIENT KILL TYPE normal SKIPME yes"));
+    redisFree(c);
+    uv_timer_start(&r.limit, on_limit, 3000, 0);
+    while (!r.disconnected && !r.timed_out)
+        uv_run(&r.loop, UV_RUN_ONCE);
+    assert_true(r.disconnected);
+    uv_timer_stop(&r.limit);
+    rig_close(&r);
+    h_redis_stop(&redis);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_command_from_timer_is_sent_at_once),
+        cmocka_unit_test(test_server_close_reports_disconnect),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
