@@ -22,6 +22,8 @@ Origin endpoints
                            guess from the file name for /file)
         lie=<len>          claim Content-Length <len>, send the real body, close
         reset_after=<k>    send k body bytes, then reset the connection (RST)
+        close_idle_ms=D    keep-alive answer, then close the connection (FIN) after D ms
+                           without a further request (a server dropping idle connections)
         stall=1            send the headers, then hang until the client goes away
         nocl=1             no Content-Length: chunked transfer encoding
         aggr=<name>        concurrency accounting, see /_stats (works on every path)
@@ -289,6 +291,9 @@ class Conn:
             self.writer.write(b"0\r\n\r\n")
         await self.writer.drain()
         if closing:
+            raise Close()
+        if "close_idle_ms" in a:
+            await asyncio.sleep(int(a["close_idle_ms"]) / 1000)
             raise Close()
 
     async def stream(self, chunk_at, size, chunked, a):

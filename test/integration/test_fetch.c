@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1052,6 +1053,15 @@ static void test_environment_proxy(void **state)
     yajl_tree_free(root);
 }
 
+/* The origin's TCP connection number of the request whose query is `query`. */
+static long long conn_of(env_t *e, const char *query)
+{
+    yajl_val root;
+    long long conn = req_int(find_request(e, query, &root), "conn");
+    yajl_tree_free(root);
+    return conn;
+}
+
 static void test_connection_reused(void **state)
 {
     env_t *e = *state;
@@ -1068,13 +1078,58 @@ static void test_connection_reused(void **state)
     assert_ok(&b);
     unlink(a.tmp);
     unlink(b.tmp);
-    yajl_val ra, rb;
-    long long ca = req_int(find_request(e, "tag=re1", &ra), "conn");
-    long long cb = req_int(find_request(e, "tag=re2", &rb), "conn");
-    yajl_tree_free(ra);
-    yajl_tree_free(rb);
+    long long ca = conn_of(e, "tag=re1"), cb = conn_of(e, "tag=re2");
     assert_true(ca > 0);
     assert_int_equal(ca, cb);
+}
+
+static void on_idle_over(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+static double cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+/* An idle keep-alive connection stays watched between transfers (curlm parks its poll
+ * handle). When the server drops it, the loop must not spin on the readable socket,
+ * and the next transfer must notice the dead connection and open a new one. */
+static void test_idle_connection_dropped_by_server(void **state)
+{
+    env_t *e = *state;
+    rig_t r;
+    rig_init(&r, 0);
+    fetch_opts_t opts = opts_default();
+    outcome_t a = {0}, b = {0};
+    start(&r, e, &a, &opts, "/data/10?tag=dr1&close_idle_ms=50", NULL);
+    rig_wait(&r, &a, 1);
+    bool over = false;
+    uv_timer_t idle;
+    uv_timer_init(&r.loop, &idle);
+    idle.data = &over;
+    uv_timer_start(&idle, on_idle_over, 400, 0);
+    double c0 = cpu_ms();
+    while (!over)
+        uv_run(&r.loop, UV_RUN_ONCE);
+    double spent = cpu_ms() - c0;
+    uv_close((uv_handle_t *)&idle, NULL);
+    print_message("# %.1f ms CPU while the dropped connection sat idle for 400 ms\n", spent);
+    assert_true(spent < 100);
+    start(&r, e, &b, &opts, "/data/10?tag=dr2", NULL);
+    rig_wait(&r, &b, 1);
+    rig_close(&r);
+    assert_ok(&a);
+    assert_ok(&b);
+    unlink(a.tmp);
+    unlink(b.tmp);
+    long long ca = conn_of(e, "tag=dr1&close_idle_ms=50"), cb = conn_of(e, "tag=dr2");
+    assert_true(ca > 0 && cb > 0);
+    assert_true(ca != cb);
 }
 
 static long long aggr_stat(env_t *e, const char *aggr, const char *key)
@@ -1289,6 +1344,7 @@ int main(void)
         cmocka_unit_test(test_aggregation_proxy),
         cmocka_unit_test(test_environment_proxy),
         cmocka_unit_test(test_connection_reused),
+        cmocka_unit_test(test_idle_connection_dropped_by_server),
         cmocka_unit_test(test_max_host_connections),
         cmocka_unit_test(test_200_concurrent),
         cmocka_unit_test(test_curlm_close_with_transfers),
