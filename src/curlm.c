@@ -41,7 +41,7 @@ typedef struct sock {
     uv_poll_t poll;
     curl_socket_t fd;
     curlm_t *m;
-    int events; /* what curl asked for, as UV_READABLE | UV_WRITABLE */
+    int events;    /* what curl asked for, as UV_READABLE | UV_WRITABLE */
     bool parkable; /* a TCP socket: curl closes it through on_close_socket */
     bool parked;   /* curl does not watch it now (an idle connection in its cache) */
     bool closing;
