@@ -26,10 +26,10 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'leases', '-inf', now, 'LIMIT', 0
   if redis.call('EXISTS', jk) == 1 then
     local lost = redis.call('HINCRBY', jk, 'LostLeases', 1)
     if lost > max_reclaims then
-      redis.call('HSET', jk, 'DownloadState', 'Failed', 'Owner', '', 'UpdatedAt', now,
-        'DownloadMeta', 'Error while performing request, lease lost ' .. lost ..
-        ' times (processor crashed or stalled), retriable: false, internal: true')
-      route_finished(id, now, retention)
+      route_finished(id, now, retention, redis.call('HMGET', jk, 'CallbackURL', 'CallbackDst'),
+        {'DownloadState', 'Failed', 'Owner', '', 'UpdatedAt', now, 'DownloadMeta',
+          'Error while performing request, lease lost ' .. lost ..
+          ' times (processor crashed or stalled), retriable: false, internal: true'})
     else
       redis.call('HSET', jk, 'DownloadState', 'Pending', 'Owner', '', 'UpdatedAt', now)
       redis.call('LPUSH', 'q:' .. a, id)

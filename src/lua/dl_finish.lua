@@ -11,27 +11,21 @@ local now = now_ms()
 release_slot(a)
 local set = {'Owner', '', 'UpdatedAt', now}
 for i = 7, #ARGV do set[#set + 1] = ARGV[i] end
-local callback = (j[2] and j[2] ~= '') or (j[3] and j[3] ~= '')
 local qlen
-if op == 'done' and callback then
-  for _, v in ipairs({'CallbackState', 'Pending', 'CallbackCount', 0, 'CallbackMeta', ''}) do
-    set[#set + 1] = v
-  end
-elseif op == 'delay' then
+if op == 'delay' then
   set[#set + 1] = 'NextAttemptAt'
   set[#set + 1] = now + delay
 end
-redis.call('HSET', jk, unpack(set))
-if op == 'done' and callback then
-  push_callback(id, false)
-elseif op == 'done' then
-  redis.call('PEXPIRE', jk, retention)
-  schedule_reap(id, now + retention)
-elseif op == 'delay' then
-  redis.call('ZADD', 'delayed', now + delay, m)
-  redis.call('HINCRBY', 'aggr:' .. a, 'delayed', 1)
+if op == 'done' then
+  route_finished(id, now, retention, {j[2], j[3]}, set)
 else
-  qlen = redis.call('LPUSH', 'q:' .. a, id)
+  redis.call('HSET', jk, unpack(set))
+  if op == 'delay' then
+    redis.call('ZADD', 'delayed', now + delay, m)
+    redis.call('HINCRBY', 'aggr:' .. a, 'delayed', 1)
+  else
+    qlen = redis.call('LPUSH', 'q:' .. a, id)
+  end
 end
 settle_aggr(a, qlen)
 return 1

@@ -74,12 +74,19 @@ local function push_callback(id, front)
   if n == 1 then redis.call('PUBLISH', WAKE, 'cb') end
 end
 
--- A download reached Success or Failed: queue its callback, or start its retention.
-local function route_finished(id, now, retention)
+-- A download reached Success or Failed: writes `set` (field/value pairs) to the job
+-- together with a pending callback state, and queues the callback; a job without a
+-- callback starts its retention instead. cb: its CallbackURL and CallbackDst as read.
+local function route_finished(id, now, retention, cb, set)
   local jk = 'job:' .. id
-  local cb = redis.call('HMGET', jk, 'CallbackURL', 'CallbackDst')
-  if (cb[1] and cb[1] ~= '') or (cb[2] and cb[2] ~= '') then
-    redis.call('HSET', jk, 'CallbackState', 'Pending', 'CallbackCount', 0, 'CallbackMeta', '')
+  local callback = (cb[1] and cb[1] ~= '') or (cb[2] and cb[2] ~= '')
+  if callback then
+    for _, v in ipairs({'CallbackState', 'Pending', 'CallbackCount', 0, 'CallbackMeta', ''}) do
+      set[#set + 1] = v
+    end
+  end
+  redis.call('HSET', jk, unpack(set))
+  if callback then
     push_callback(id, false)
   else
     redis.call('PEXPIRE', jk, retention)
