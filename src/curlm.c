@@ -96,10 +96,16 @@ static void on_handle_closed(uv_handle_t *h)
     maybe_free(m);
 }
 
+/* The open poll handle of fd, or NULL. */
+static sock_t *byfd_get(const curlm_t *m, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < m->nbyfd ? m->byfd[fd] : NULL;
+}
+
 static void sock_close(sock_t *s)
 {
     if (s->closing) return;
-    if ((size_t)s->fd < s->m->nbyfd && s->m->byfd[s->fd] == s) s->m->byfd[s->fd] = NULL;
+    if (byfd_get(s->m, s->fd) == s) s->m->byfd[s->fd] = NULL;
     s->closing = true;
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, on_handle_closed);
@@ -244,7 +250,7 @@ static sock_t *sock_new(curlm_t *m, curl_socket_t fd)
     s->fd = fd;
     s->m = m;
     if (byfd_set(m, s) < 0 || uv_poll_init_socket(m->loop, &s->poll, fd) != 0) {
-        if ((size_t)fd < m->nbyfd) m->byfd[fd] = NULL;
+        if (byfd_get(m, fd) == s) m->byfd[fd] = NULL;
         free(s);
         return NULL;
     }
@@ -261,7 +267,7 @@ static sock_t *sock_new(curlm_t *m, curl_socket_t fd)
 static sock_t *sock_find(curlm_t *m, curl_socket_t fd, sock_t *assigned)
 {
     sock_t *s = assigned;
-    if (!s && fd >= 0 && (size_t)fd < m->nbyfd) s = m->byfd[fd];
+    if (!s) s = byfd_get(m, fd);
     if (!s) s = sock_new(m, fd);
     if (s && s != assigned) curl_multi_assign(m->multi, fd, s);
     if (s) s->parked = false;
@@ -302,7 +308,8 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static int on_close_socket(void *clientp, curl_socket_t fd)
 {
     curlm_t *m = clientp;
-    if (fd >= 0 && (size_t)fd < m->nbyfd && m->byfd[fd]) sock_close(m->byfd[fd]);
+    sock_t *s = byfd_get(m, fd);
+    if (s) sock_close(s);
     return close(fd);
 }
 
