@@ -7,12 +7,10 @@
  * it. A call that cannot be queued returns a negative errno and then never calls back
  * (the caller still owns the files).
  * Finalisations are batched: those submitted during one loop iteration wait in a
- * per-loop pending list until a uv_check handle at the end of the iteration hands them
+ * per-loop pending list until a tick (tick.h) at the end of the iteration hands them
  * to the pool as one uv_work_t per at most FILES_BATCH_MAX requests, finalised in turn
- * and completed (done callbacks in submission order) in one after-work callback. A
- * uv_idle handle started alongside flushes them instead when the loop would otherwise
- * block in poll before reaching its check phase (requests made by a timer or close
- * callback, or before uv_run). The per-loop state is made on the first finalisation and
+ * and completed (done callbacks in submission order) in one after-work callback. The
+ * per-loop state is made on the first finalisation and
  * closes itself (its handles and all) once nothing is pending or in the pool, so it
  * never keeps a loop alive or open.
  * A body held in memory is written, fsynced and measured through the one descriptor
@@ -20,6 +18,7 @@
 #include "files.h"
 
 #include "imgsize.h"
+#include "tick.h"
 #include "log.h"
 
 #include <errno.h>
@@ -67,9 +66,7 @@ typedef struct files_req {
 /* Batching state of one loop; lives while finalisations are pending or in the pool. */
 struct files_loop {
     uv_loop_t *loop;
-    uv_check_t flush; /* hands the pending list to the pool at the iteration's end */
-    uv_idle_t wake;   /* or before the loop would block in poll */
-    int open_handles;
+    tick_t flush;             /* hands the pending list to the pool at the iteration's end */
     files_req_t *head, *tail; /* pending finalisations, in submission order */
     size_t npending;
     unsigned running;   /* batches in the pool */
@@ -319,11 +316,12 @@ static void result_done(uv_work_t *w, int status)
 
 /* ---- finalize: batches per loop iteration ---- */
 
-static void loop_closed(uv_handle_t *h)
+static void loop_closed(tick_t *t)
 {
-    files_loop_t *fl = h->data;
-    if (--fl->open_handles == 0) free(fl);
+    free(t->data);
 }
+
+static void on_flush(tick_t *t);
 
 /* The loop's batching state, made on first use; NULL when out of memory. */
 static files_loop_t *loop_get(uv_loop_t *loop)
@@ -334,10 +332,8 @@ static files_loop_t *loop_get(uv_loop_t *loop)
         fl = fl->next;
     if (!fl && (fl = calloc(1, sizeof *fl))) {
         fl->loop = loop;
-        uv_check_init(loop, &fl->flush);
-        uv_idle_init(loop, &fl->wake);
-        fl->flush.data = fl->wake.data = fl;
-        fl->open_handles = 2;
+        tick_init(loop, &fl->flush, on_flush);
+        fl->flush.data = fl;
         fl->next = loops;
         loops = fl;
     }
@@ -355,8 +351,7 @@ static void loop_release(files_loop_t *fl)
         pp = &(*pp)->next;
     *pp = fl->next;
     pthread_mutex_unlock(&loops_mu);
-    uv_close((uv_handle_t *)&fl->flush, loop_closed);
-    uv_close((uv_handle_t *)&fl->wake, loop_closed);
+    tick_close(&fl->flush, loop_closed);
 }
 
 static void batch_work(uv_work_t *w)
@@ -407,30 +402,19 @@ static void batch_queue(files_loop_t *fl, files_req_t *batch)
 
 /* The pending list goes to the pool in batches of equal size, at most FILES_BATCH_MAX
  * each. Requests made by done callbacks meanwhile wait for the next flush. */
-static void flush(files_loop_t *fl)
+static void on_flush(tick_t *t)
 {
+    files_loop_t *fl = t->data;
     files_req_t *list = fl->head;
     size_t n = fl->npending, nbatch = (n + FILES_BATCH_MAX - 1) / FILES_BATCH_MAX;
     fl->head = fl->tail = NULL;
     fl->npending = 0;
-    uv_check_stop(&fl->flush);
-    uv_idle_stop(&fl->wake);
     while (list) {
         files_req_t *batch = list;
         list = batch_cut(batch, (n + nbatch - 1) / nbatch);
         batch_queue(fl, batch);
     }
     loop_release(fl);
-}
-
-static void on_check(uv_check_t *h)
-{
-    flush(h->data);
-}
-
-static void on_idle(uv_idle_t *h)
-{
-    flush(h->data);
 }
 
 /* Appends r to the loop's pending list, flushed at the end of this iteration. */
@@ -443,8 +427,7 @@ static void pending_add(files_loop_t *fl, files_req_t *r)
         fl->head = r;
     fl->tail = r;
     fl->npending++;
-    uv_check_start(&fl->flush, on_check);
-    uv_idle_start(&fl->wake, on_idle);
+    tick_arm(&fl->flush);
 }
 
 static int finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,

@@ -4,13 +4,13 @@
  * leaves the connection hanging with no callback at all. On an error we let hiredis
  * examine the socket: while connecting it reads SO_ERROR and calls the connect
  * callback with the failure; once connected the read fails and it disconnects.
- * Commands issued during a loop iteration are written once, from a uv_check handle at
- * the end of that iteration, rather than after the next poll reports the socket
+ * Commands issued during a loop iteration are written once, from a tick at
+ * the end of that iteration (tick.h), rather than after the next poll reports the socket
  * writable: one write per batch, no epoll_ctl pair, one iteration less per round trip.
- * Only when the socket buffer is full does writing wait for UV_WRITABLE. A uv_idle
- * handle runs alongside the check handle: a command issued by a timer callback would
- * otherwise wait in poll (the check phase comes after it) until some other event. */
+ * Only when the socket buffer is full does writing wait for UV_WRITABLE. */
 #include "redisuv.h"
+
+#include "tick.h"
 
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
@@ -19,8 +19,7 @@
 typedef struct {
     redisAsyncContext *ac; /* NULL once hiredis has cleaned up */
     uv_poll_t poll;
-    uv_check_t flush; /* pending commands are written at the end of the iteration */
-    uv_idle_t nowait; /* ... and poll does not block while they wait */
+    tick_t flush; /* pending commands are written at the end of the iteration */
     int events;
     int open_handles;
     bool flushing, rewrite; /* inside on_flush; hiredis asked to write again meanwhile */
@@ -62,22 +61,15 @@ static void del_read(void *p)
     set_events(e, e->events & ~UV_READABLE);
 }
 
-static void on_flush(uv_check_t *h)
+static void on_flush(tick_t *t)
 {
-    redisuv_t *e = h->data;
-    uv_check_stop(&e->flush);
-    uv_idle_stop(&e->nowait);
+    redisuv_t *e = t->data;
     e->flushing = true;
     e->rewrite = false;
     if (e->ac) redisAsyncHandleWrite(e->ac);
     e->flushing = false;
     /* the socket took only part of it: wait until it is writable */
     if (e->ac && e->rewrite) set_events(e, e->events | UV_WRITABLE);
-}
-
-static void on_nowait(uv_idle_t *h)
-{
-    on_flush(&((redisuv_t *)h->data)->flush);
 }
 
 static void add_write(void *p)
@@ -87,25 +79,31 @@ static void add_write(void *p)
         set_events(e, e->events | UV_WRITABLE);
     else if (e->flushing)
         e->rewrite = true;
-    else if (!(e->events & UV_WRITABLE)) {
-        uv_check_start(&e->flush, on_flush);
-        uv_idle_start(&e->nowait, on_nowait);
-    }
+    else if (!(e->events & UV_WRITABLE))
+        tick_arm(&e->flush);
 }
 
 static void del_write(void *p)
 {
     redisuv_t *e = p;
     e->rewrite = false;
-    uv_check_stop(&e->flush);
-    uv_idle_stop(&e->nowait);
+    tick_disarm(&e->flush);
     if (e->events & UV_WRITABLE) set_events(e, e->events & ~UV_WRITABLE);
+}
+
+static void release(redisuv_t *e)
+{
+    if (--e->open_handles == 0) free(e);
 }
 
 static void on_closed(uv_handle_t *h)
 {
-    redisuv_t *e = h->data;
-    if (--e->open_handles == 0) free(e);
+    release(h->data);
+}
+
+static void on_flush_closed(tick_t *t)
+{
+    release(t->data);
 }
 
 static void cleanup(void *p)
@@ -113,8 +111,7 @@ static void cleanup(void *p)
     redisuv_t *e = p;
     e->ac = NULL;
     uv_close((uv_handle_t *)&e->poll, on_closed);
-    uv_close((uv_handle_t *)&e->flush, on_closed);
-    uv_close((uv_handle_t *)&e->nowait, on_closed);
+    tick_close(&e->flush, on_flush_closed);
 }
 
 int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop)
@@ -126,13 +123,11 @@ int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(e);
         return REDIS_ERR;
     }
-    uv_check_init(loop, &e->flush);
-    uv_idle_init(loop, &e->nowait);
-    e->open_handles = 3;
+    tick_init(loop, &e->flush, on_flush);
+    e->open_handles = 2; /* the poll handle and the tick */
     e->ac = ac;
     e->poll.data = e;
     e->flush.data = e;
-    e->nowait.data = e;
     ac->ev.data = e;
     ac->ev.addRead = add_read;
     ac->ev.delRead = del_read;
