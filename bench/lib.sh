@@ -204,7 +204,7 @@ post_jobs() {
 # $T/perf.NAME.data (use with BENCH_KEEP=1; `perf report -i ...`). No-op otherwise.
 prof_start() {
     [ "${BENCH_PERF:-0}" = 1 ] || return 0
-    perf record -q -g -p "$1" -o "$T/perf.$2.data" >"$T/logs/perf.$2.log" 2>&1 &
+    perf record -q ${BENCH_PERF_OPTS:--g} -p "$1" -o "$T/perf.$2.data" >"$T/logs/perf.$2.log" 2>&1 &
     PERF_PID=$!
     BG_PIDS+=("$PERF_PID")
     sleep 0.2

@@ -4,6 +4,7 @@
 # under temp dirs, all stopped and removed on exit.
 #   api   1  API enqueue rate vs redis-benchmark SET (issue 2)
 #   e2e   2  5,000 downloads end to end vs nginx ceiling and aria2c (issue 3), 3 runs
+#   split 2c the same with api, processor and notifier as 3 processes (informational)
 #   disk  2b the same once with the files on the disk under $T (informational)
 #   mem   3  processor memory per in-flight download (issue 3)
 #   cb    4  callback throughput, HTTP sink and Kafka mock (issue 4)
@@ -12,15 +13,18 @@
 # connections posting the jobs of 2 and 3); BENCH_KEEP=1 keeps the temp dirs (logs,
 # configs, wrk outputs, Redis commandstats); BENCH_TMPDIR: where the temp dir goes
 # ($TMPDIR or /tmp); BENCH_STORAGE: where downloaded and origin files go (/dev/shm);
-# BENCH_PERF=1: `perf record -g` of the service during the measured phases.
+# BENCH_PERF=1: `perf record` of the service during the measured phases (options in
+# BENCH_PERF_OPTS, default -g); BENCH_BIN: the downloader binary to measure (default
+# $BUILD/downloader; a wrapper script that execs it works too); E2E_MAXC: the
+# processor's max_concurrency in 2/2b/2c (1024).
 # Prints a summary table and writes it to bench/results/latest.txt. Exit status 0 even
 # when a target is missed (the table says so); non-zero when a benchmark cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-BIN=$PWD/$BUILD/downloader
+BIN=${BENCH_BIN:-$PWD/$BUILD/downloader}
 KAFKA_MOCK=$PWD/$BUILD/test/tools/kafka_mock
-BENCHES=${BENCH:-api e2e disk mem cb scale}
+BENCHES=${BENCH:-api e2e split disk mem cb scale}
 
 DEPS_EXTRA="wrk nginx-light aria2 redis-tools" ./.ci/deps.sh
 # shellcheck source=bench/lib.sh
@@ -121,13 +125,15 @@ bench_api() {
 # ------------------------------------------------------------------------------------
 # 2. End to end
 # ------------------------------------------------------------------------------------
-# e2e_once DIR: one end-to-end run of `downloader all` with the stored files under DIR.
+# e2e_once DIR TAG [MODE]: one end-to-end run with the stored files under DIR; MODE
+# "all" (default): `downloader all`; "split": `downloader api`, `processor` and
+# `notifier` as three processes (the CPU figures are then their sums).
 # Sets E2E_CREATED, E2E_CB (callbacks seen), E2E_FILES, E2E_LEFT (job hashes left),
 # E2E_POST (s), E2E_TIME (s, first POST -> last callback), E2E_RATE (jobs/s), E2E_CPU
 # (downloader %), E2E_LOOP (its loop thread %), E2E_RCPU (redis %), E2E_SYS (machine %),
 # E2E_DLUS / E2E_RUS (CPU time of the downloader / redis per job, us).
 e2e_once() {
-    local d=$1 tag=$2
+    local d=$1 tag=$2 mode=${3:-all}
     rcli flushall >/dev/null
     local port cfg=$d/e2e.json
     port=$(free_port)
@@ -137,18 +143,22 @@ e2e_once() {
 { $(redis_cfg),
   "api": {},
   "processor": {"storage_dir": "$d/tmp", "filestorage": {"type": "filesystem", "rootdir": "$d/files"},
-                "download_url": "http://127.0.0.1:$port/files", "max_concurrency": 1024,
+                "download_url": "http://127.0.0.1:$port/files", "max_concurrency": ${E2E_MAXC:-1024},
                 "stats_interval": 1000, "shutdown_grace": "1s"},
   "notifier": {"concurrency": 256, "deletion_interval": 10080, "stats_interval": 1000,
                "shutdown_grace": "1s"},
   "backends": {"http": {"timeout": 30}} }
 JSON
-    run_service all all "$cfg" "$port"
+    local names=(all) n
+    [ "$mode" = split ] && names=(api processor notifier)
+    for n in "${names[@]}"; do
+        if [ "$n" = all ] || [ "$n" = api ]; then run_service "$n" "$n" "$cfg" "$port"; else run_service "$n" "$n" "$cfg"; fi
+    done
     sleep 0.5 # processor and notifier subscribed
-    local pid=${PROC[all]} base t0 t_posted out=$T/wrk_e2e.$tag.txt c0 c1 r0 r1 s0 s1 m0 m1
+    local pid=${PROC[${names[0]}]} base t0 t_posted out=$T/wrk_e2e.$tag.txt c0 c1 r0 r1 s0 s1 m0 m1
     base=$(cb_lines)
-    c0=$(cpu_ticks "$pid")
-    m0=$(cpu_ticks "$pid/task/$pid")
+    c0=$(procs_cpu "${names[@]}")
+    m0=$(procs_cpu_main "${names[@]}")
     r0=$(cpu_ticks "${PROC[redis]}")
     prof_start "$pid" "e2e.$tag"
     s0=$(sys_ticks)
@@ -165,8 +175,8 @@ JSON
     done
     s1=$(sys_ticks)
     prof_stop
-    c1=$(cpu_ticks "$pid")
-    m1=$(cpu_ticks "$pid/task/$pid")
+    c1=$(procs_cpu "${names[@]}")
+    m1=$(procs_cpu_main "${names[@]}")
     r1=$(cpu_ticks "${PROC[redis]}")
     local last
     last=$(tail -n +"$((base + 1))" "$T/nginx/cb.log" | awk '$1 > m {m = $1} END {printf "%.3f", m}')
@@ -183,7 +193,20 @@ JSON
     E2E_RUS=$(calc "1e6 * ($r1 - $r0) / $TICKS / $n")
     E2E_SYS=$(sys_busy "$s0" "$s1")
     rcli info commandstats >"$T/e2e.$tag.commandstats.txt"
-    stop all
+    for n in "${names[@]}"; do stop "$n"; done
+}
+
+# procs_cpu NAME...: CPU ticks of the named services; procs_cpu_main: of their loop
+# threads.
+procs_cpu() {
+    local n t=0
+    for n in "$@"; do t=$((t + $(cpu_ticks "${PROC[$n]}"))); done
+    echo "$t"
+}
+procs_cpu_main() {
+    local n t=0
+    for n in "$@"; do t=$((t + $(cpu_ticks "${PROC[$n]}/task/${PROC[$n]}"))); done
+    echo "$t"
 }
 
 # aria2_once DIR: aria2c -j 50 fetches the same URLs into DIR/aria2. Sets ARIA_FILES,
@@ -207,14 +230,15 @@ aria2_once() {
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 
-# e2e_bench DIR LABEL RUNS JUDGED: RUNS x (e2e_once + aria2_once), rows with medians.
+# e2e_bench DIR LABEL RUNS JUDGED [MODE]: RUNS x (e2e_once + aria2_once), rows with
+# medians.
 # JUDGED=1: rows carry PASS/FAIL; 0: informational.
 e2e_bench() {
-    local d=$1 B=$2 runs=$3 judged=$4 r rates=() arates=() ok=1 posts=() cpu="" allr="" alla=""
+    local d=$1 B=$2 runs=$3 judged=$4 mode=${5:-all} r rates=() arates=() ok=1 posts=() cpu="" allr="" alla=""
     local dlus=() rus=()
     for ((r = 1; r <= runs; r++)); do
-        log "   run $r/$runs: downloader all, then aria2c"
-        e2e_once "$d" "$judged.$r"
+        log "   run $r/$runs: downloader $mode, then aria2c"
+        e2e_once "$d" "$judged.$r" "$mode"
         [ "$E2E_CREATED" -eq "$E2E_N" ] && [ "$E2E_CB" -ge "$E2E_N" ] && [ "$E2E_FILES" -eq "$E2E_N" ] &&
             [ "$E2E_LEFT" -eq 0 ] || ok=0
         rates+=("$E2E_RATE")
@@ -265,6 +289,14 @@ bench_disk() {
     log "2b end to end with the files on $fs ($T)"
     mkdir -p "$T/e2e"
     e2e_bench "$T/e2e" "2b e2e, files on $fs" 1 0
+}
+
+# Benchmark 2 with the three components as separate processes (the reference's
+# deployment; each has its own loop and Redis connection): informational.
+bench_split() {
+    log "2c end to end, api + processor + notifier as three processes"
+    mkdir -p "$S/e2e"
+    e2e_bench "$S/e2e" "2c e2e, 3 processes" "${E2E_RUNS:-3}" 0 split
 }
 
 # ------------------------------------------------------------------------------------
@@ -443,11 +475,12 @@ for b in $BENCHES; do
     case $b in
     api) bench_api ;;
     e2e) bench_e2e ;;
+    split) bench_split ;;
     disk) bench_disk ;;
     mem) bench_mem ;;
     cb) bench_cb ;;
     scale) mapfile -t -O "${#ROWS[@]}" ROWS < <(BUILD=$BUILD bench/scale.sh --rows) ;; # own processes
-    *) die "unknown benchmark $b (api e2e disk mem cb scale)" ;;
+    *) die "unknown benchmark $b (api e2e split disk mem cb scale)" ;;
     esac
 done
 

@@ -125,16 +125,24 @@ static void route_download(api_t *a, httpd_req_t *req)
     enq_t *e = calloc(1, sizeof *e);
     e->a = a;
     e->req = req;
-    size_t errlen = 10 * req->body_len + 512; /* Go-quoted renderings can grow the body 8.5x */
-    char *err = malloc(errlen);
-    if (job_parse(req->body, req->body_len, &e->job, err, errlen) != JOB_OK) {
+    /* Go-quoted renderings can grow the body 8.5x; small bodies use the stack */
+    char small[4096];
+    size_t errlen = 10 * req->body_len + 512;
+    char *err = errlen <= sizeof small ? small : malloc(errlen);
+    if (!err) { /* a truncated text at worst */
+        err = small;
+        errlen = sizeof small;
+    }
+    job_err_t rc = job_parse(req->body, req->body_len, &e->job, err, errlen);
+    if (rc != JOB_OK) {
         metrics_enqueue(400);
         httpd_respond_error(req, 400, err);
-        free(err);
+    }
+    if (err != small) free(err);
+    if (rc != JOB_OK) {
         enq_free(e);
         return;
     }
-    free(err);
     if (job_new_id(e->job.id) != 0) {
         httpd_respond_error(req, 500, "Could not generate a job id");
         enq_free(e);

@@ -7,23 +7,184 @@
  * Commands issued during a loop iteration are written once, from a tick at
  * the end of that iteration (tick.h), rather than after the next poll reports the socket
  * writable: one write per batch, no epoll_ctl pair, one iteration less per round trip.
- * Only when the socket buffer is full does writing wait for UV_WRITABLE. */
+ * Only when the socket buffer is full does writing wait for UV_WRITABLE.
+ * Reading drains the socket: hiredis' own read takes 16 KiB per readable event, so a
+ * deep pipeline of large replies (claims) would take several loop iterations to reach
+ * a small reply queued behind them; we read until the socket is empty (bounded per
+ * event), feed hiredis' reader and dispatch every complete reply at once.
+ * Reply objects come from a per-connection arena instead of one malloc per element:
+ * hiredis builds one reply at a time and frees it (its root) right after the callback
+ * that receives it, so freeing the root simply empties the arena. Callbacks never keep
+ * a reply (hiredis frees it anyway). */
 #include "redisuv.h"
 
 #include "tick.h"
 
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define READ_CHUNK (64 * 1024)
+#define READ_MAX_CHUNKS 16 /* per readable event: other handles get their turn */
+#define ARENA_CHUNK (64 * 1024)
+
+/* Exported by hiredis 0.14 (and declared by later versions): parses what the reader
+ * holds and runs the callbacks of the complete replies. */
+void redisProcessCallbacks(redisAsyncContext *ac);
+
+/* Bump allocator for the reply under construction; what does not fit the chunk is
+ * malloc'ed and listed in `big`. */
+typedef struct big {
+    struct big *next;
+    max_align_t data[];
+} big_t;
+
+typedef struct {
+    char *chunk;
+    size_t used;
+    big_t *big;
+} arena_t;
 
 typedef struct {
     redisAsyncContext *ac; /* NULL once hiredis has cleaned up */
+    arena_t arena;
     uv_poll_t poll;
     tick_t flush; /* pending commands are written at the end of the iteration */
     int events;
     int open_handles;
     bool flushing, rewrite; /* inside on_flush; hiredis asked to write again meanwhile */
+    char rbuf[READ_CHUNK];
 } redisuv_t;
+
+/* ---------- reply objects ---------- */
+
+/* The root object carries its arena in front of it, for freeObject. */
+typedef struct {
+    arena_t *arena;
+    max_align_t pad[];
+} root_t;
+
+static void *arena_alloc(arena_t *a, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    if (a->chunk && a->used + n <= ARENA_CHUNK) {
+        void *p = a->chunk + a->used;
+        a->used += n;
+        return p;
+    }
+    big_t *b = malloc(sizeof *b + n);
+    if (!b) return NULL;
+    b->next = a->big;
+    a->big = b;
+    return b->data;
+}
+
+static void arena_reset(arena_t *a)
+{
+    for (big_t *b = a->big, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    a->big = NULL;
+    a->used = 0;
+}
+
+/* A reply object of the given type, linked into its parent array. */
+static redisReply *reply_new(const redisReadTask *task, int type, size_t extra)
+{
+    arena_t *a = task->privdata;
+    redisReply *r;
+    if (task->parent) {
+        r = arena_alloc(a, sizeof *r + extra);
+    } else {
+        root_t *root = arena_alloc(a, sizeof *root + sizeof *r + extra);
+        if (!root) return NULL;
+        root->arena = a;
+        r = (redisReply *)root->pad;
+    }
+    if (!r) return NULL;
+    memset(r, 0, sizeof *r);
+    r->type = type;
+    if (task->parent) ((redisReply *)task->parent->obj)->element[task->idx] = r;
+    return r;
+}
+
+static void *create_string(const redisReadTask *task, char *str, size_t len)
+{
+    redisReply *r = reply_new(task, task->type, len + 1);
+    if (!r) return NULL;
+    r->str = (char *)(r + 1);
+    memcpy(r->str, str, len);
+    r->str[len] = '\0';
+    r->len = len;
+    return r;
+}
+
+static void *create_array(const redisReadTask *task, int n)
+{
+    redisReply *r =
+        reply_new(task, REDIS_REPLY_ARRAY, n > 0 ? (size_t)n * sizeof(redisReply *) : 0);
+    if (!r) return NULL;
+    if (n > 0) r->element = (redisReply **)(r + 1);
+    r->elements = n > 0 ? (size_t)n : 0;
+    return r;
+}
+
+static void *create_integer(const redisReadTask *task, long long v)
+{
+    redisReply *r = reply_new(task, REDIS_REPLY_INTEGER, 0);
+    if (r) r->integer = v;
+    return r;
+}
+
+static void *create_nil(const redisReadTask *task)
+{
+    return reply_new(task, REDIS_REPLY_NIL, 0); /* a nil bulk or array */
+}
+
+/* hiredis frees only roots: the whole reply goes at once. */
+static void free_object(void *obj)
+{
+    root_t *root = (root_t *)((char *)obj - offsetof(root_t, pad));
+    arena_reset(root->arena);
+}
+
+static redisReplyObjectFunctions arena_fns = {
+    create_string, create_array, create_integer, create_nil, free_object,
+};
+
+/* ---------- reading ---------- */
+
+/* Reads what the socket holds into hiredis' reader, then dispatches the replies. EOF,
+ * a read error and anything before the connection is up go through hiredis' own read,
+ * which reports them (disconnect callback). */
+static void read_all(redisuv_t *e)
+{
+    redisContext *c = &e->ac->c;
+    if (!(c->flags & REDIS_CONNECTED)) {
+        redisAsyncHandleRead(e->ac);
+        return;
+    }
+    for (int i = 0; i < READ_MAX_CHUNKS; i++) {
+        ssize_t n = read(c->fd, e->rbuf, sizeof e->rbuf);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
+        if (n <= 0) {
+            redisProcessCallbacks(e->ac); /* what arrived before the error, then the error */
+            if (e->ac) redisAsyncHandleRead(e->ac);
+            return;
+        }
+        if (redisReaderFeed(c->reader, e->rbuf, (size_t)n) != REDIS_OK) {
+            redisAsyncDisconnect(e->ac);
+            return;
+        }
+        if ((size_t)n < sizeof e->rbuf) break;
+    }
+    redisProcessCallbacks(e->ac);
+}
 
 static void on_poll(uv_poll_t *h, int status, int events)
 {
@@ -36,7 +197,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
         if (e->ac && e->events) uv_poll_start(&e->poll, e->events, on_poll); /* still alive */
         return;
     }
-    if (e->ac && (events & UV_READABLE)) redisAsyncHandleRead(e->ac);
+    if (e->ac && (events & UV_READABLE)) read_all(e);
     if (e->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(e->ac);
 }
 
@@ -93,7 +254,10 @@ static void del_write(void *p)
 
 static void release(redisuv_t *e)
 {
-    if (--e->open_handles == 0) free(e);
+    if (--e->open_handles > 0) return;
+    arena_reset(&e->arena);
+    free(e->arena.chunk);
+    free(e);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -122,6 +286,11 @@ int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop)
     if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
         free(e);
         return REDIS_ERR;
+    }
+    e->arena.chunk = malloc(ARENA_CHUNK);
+    if (e->arena.chunk) { /* else hiredis keeps its own allocator */
+        ac->c.reader->fn = &arena_fns;
+        ac->c.reader->privdata = &e->arena;
     }
     tick_init(loop, &e->flush, on_flush);
     e->open_handles = 2; /* the poll handle and the tick */

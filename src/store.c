@@ -98,9 +98,12 @@ struct store {
 typedef void (*reply_fn)(store_t *s, redisReply *r, void *arg);
 static void ignore_reply(store_t *s, redisReply *r, void *arg);
 
+/* A command's arguments, back to back in one buffer (each NUL-terminated): a few
+ * allocations per command rather than one per argument. */
 typedef struct {
-    char **v;
-    size_t *len;
+    char *buf;
+    size_t used, size;
+    size_t *off, *len;
     int n, cap;
 } args_t;
 
@@ -115,17 +118,33 @@ typedef struct {
 
 /* ---------- argument lists ---------- */
 
+static void *grow(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+    if (!q) {
+        log_error("store", "out of memory", "bytes=%zu", n);
+        abort();
+    }
+    return q;
+}
+
 static void args_addn(args_t *a, const char *p, size_t n)
 {
     if (a->n == a->cap) {
         a->cap = a->cap ? a->cap * 2 : 16;
-        a->v = realloc(a->v, (size_t)a->cap * sizeof *a->v);
-        a->len = realloc(a->len, (size_t)a->cap * sizeof *a->len);
+        a->off = grow(a->off, (size_t)a->cap * sizeof *a->off);
+        a->len = grow(a->len, (size_t)a->cap * sizeof *a->len);
     }
-    a->v[a->n] = malloc(n + 1);
-    memcpy(a->v[a->n], p, n);
-    a->v[a->n][n] = 0;
+    if (a->used + n + 1 > a->size) {
+        a->size = a->size ? a->size * 2 : 512;
+        if (a->size < a->used + n + 1) a->size = a->used + n + 1;
+        a->buf = grow(a->buf, a->size);
+    }
+    memcpy(a->buf + a->used, p, n);
+    a->buf[a->used + n] = 0;
+    a->off[a->n] = a->used;
     a->len[a->n++] = n;
+    a->used += n + 1;
 }
 
 static void args_add(args_t *a, const char *p)
@@ -154,9 +173,8 @@ static void args_add_kv(args_t *a, const char *const *kv)
 
 static void args_free(args_t *a)
 {
-    for (int i = 0; i < a->n; i++)
-        free(a->v[i]);
-    free(a->v);
+    free(a->buf);
+    free(a->off);
     free(a->len);
     memset(a, 0, sizeof *a);
 }
@@ -260,9 +278,13 @@ static int call_send(call_t *c)
 {
     store_t *s = c->s;
     if (!s->cmd.ac || !s->cmd.up) return -1;
-    if (redisAsyncCommandArgv(s->cmd.ac, on_reply, c, c->a.n, (const char **)c->a.v, c->a.len) !=
-        REDIS_OK)
-        return -1;
+    const char *small[64], **argv = small;
+    if (c->a.n > 64) argv = grow(NULL, (size_t)c->a.n * sizeof *argv);
+    for (int i = 0; i < c->a.n; i++)
+        argv[i] = c->a.buf + c->a.off[i];
+    int rc = redisAsyncCommandArgv(s->cmd.ac, on_reply, c, c->a.n, argv, c->a.len);
+    if (argv != small) free(argv);
+    if (rc != REDIS_OK) return -1;
     if (s->pending++ == 0) {
         s->last_progress = uv_now(s->loop);
         uv_timer_again(&s->watchdog);
@@ -270,16 +292,17 @@ static int call_send(call_t *c)
     return 0;
 }
 
+/* NOSCRIPT: the same call as EVAL <body>, the arguments from numkeys on unchanged. */
 static void use_eval(call_t *c)
 {
     script_t *sc = &c->s->scripts[c->script];
-    free(c->a.v[0]);
-    free(c->a.v[1]);
-    c->a.v[0] = strdup("EVAL");
-    c->a.len[0] = 4;
-    c->a.v[1] = malloc(sc->len + 1);
-    memcpy(c->a.v[1], sc->body, sc->len + 1);
-    c->a.len[1] = sc->len;
+    args_t a = {0};
+    args_add(&a, "EVAL");
+    args_addn(&a, sc->body, sc->len);
+    for (int i = 2; i < c->a.n; i++)
+        args_addn(&a, c->a.buf + c->a.off[i], c->a.len[i]);
+    args_free(&c->a);
+    c->a = a;
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv)

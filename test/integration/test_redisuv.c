@@ -1,11 +1,14 @@
 /* redisuv against a real redis-server: a command issued from a timer callback, with
  * nothing else to wake the loop, is written and answered at once (it used to wait in
- * poll until the next unrelated event), and a connection that Redis closes reports
- * through the disconnect callback. */
+ * poll until the next unrelated event); a connection that Redis closes reports
+ * through the disconnect callback; and replies built in redisuv's arena (a reply larger
+ * than a read and than the arena's chunk, thousands pipelined, nested arrays with nils
+ * and integers) reach their callbacks intact and in order. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -123,11 +126,117 @@ static void test_server_close_reports_disconnect(void **state)
     h_redis_stop(&redis);
 }
 
+/* ---------- replies through the arena ---------- */
+
+#define N_INCR 3000
+#define BIG (300 * 1024 + 7)
+
+typedef struct {
+    long long next_incr; /* the INCR reply expected next */
+    int incr_ok, big_ok, nested_ok, mget_ok, pending;
+    char *big;
+} flood_t;
+
+static void dec(flood_t *f)
+{
+    f->pending--;
+}
+
+static void on_incr(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    flood_t *f = arg;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == f->next_incr) f->incr_ok++;
+    f->next_incr++;
+    dec(f);
+}
+
+static void on_big(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    flood_t *f = arg;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_STRING && r->len == BIG && memcmp(r->str, f->big, BIG) == 0 &&
+        r->str[BIG] == '\0')
+        f->big_ok++;
+    dec(f);
+}
+
+/* EVAL returns {7, 'x', {8, {'deep'}}, false}: false becomes a nil element */
+static void on_nested(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    flood_t *f = arg;
+    redisReply *r = reply;
+    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+              r->element[3]->type == REDIS_REPLY_NIL &&
+              r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 7 &&
+              r->element[1]->type == REDIS_REPLY_STRING && strcmp(r->element[1]->str, "x") == 0 &&
+              r->element[2]->type == REDIS_REPLY_ARRAY && r->element[2]->elements == 2;
+    if (ok) {
+        redisReply *in = r->element[2];
+        ok = in->element[0]->integer == 8 && in->element[1]->type == REDIS_REPLY_ARRAY &&
+             in->element[1]->elements == 1 && strcmp(in->element[1]->element[0]->str, "deep") == 0;
+    }
+    if (ok) f->nested_ok++;
+    dec(f);
+}
+
+static void on_mget(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    flood_t *f = arg;
+    redisReply *r = reply;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[0]->type == REDIS_REPLY_NIL && r->element[1]->type == REDIS_REPLY_STRING &&
+        r->element[1]->len == BIG && r->element[2]->type == REDIS_REPLY_NIL)
+        f->mget_ok++;
+    dec(f);
+}
+
+static void test_replies_through_the_arena(void **state)
+{
+    (void)state;
+    h_redis_t redis = {0};
+    assert_int_equal(h_redis_start(&redis, false), 0);
+    rig_t r;
+    rig_open(&r, &redis);
+    flood_t f = {.next_incr = 1};
+    f.big = malloc(BIG);
+    for (size_t i = 0; i < BIG; i++)
+        f.big[i] = (char)('a' + i % 26);
+    redisAsyncCommand(r.ac, NULL, NULL, "SET big %b", f.big, (size_t)BIG);
+    /* all issued in one iteration: one pipeline, answered in a few large reads */
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N_INCR / 3; i++, f.pending++)
+            redisAsyncCommand(r.ac, on_incr, &f, "INCR n");
+        f.pending += 3;
+        redisAsyncCommand(r.ac, on_big, &f, "GET big");
+        redisAsyncCommand(r.ac, on_nested, &f, "EVAL %s 0",
+                          "return {7, 'x', {8, {'deep'}}, false}");
+        redisAsyncCommand(r.ac, on_mget, &f, "MGET nope big nope2");
+    }
+    uv_timer_start(&r.limit, on_limit, 10000, 0);
+    while (f.pending > 0 && !r.timed_out)
+        uv_run(&r.loop, UV_RUN_ONCE);
+    uv_timer_stop(&r.limit);
+    assert_int_equal(f.pending, 0);
+    assert_int_equal(f.incr_ok, N_INCR);
+    assert_int_equal(f.big_ok, 3);
+    assert_int_equal(f.nested_ok, 3);
+    assert_int_equal(f.mget_ok, 3);
+    free(f.big);
+    rig_close(&r);
+    h_redis_stop(&redis);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_command_from_timer_is_sent_at_once),
         cmocka_unit_test(test_server_close_reports_disconnect),
+        cmocka_unit_test(test_replies_through_the_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
