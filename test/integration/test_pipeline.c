@@ -346,6 +346,36 @@ static void test_sigterm_requeues_without_attempt(void **state)
     yajl_tree_free(p);
 }
 
+/* A job whose lease was lost more than 10 times (its processors keep dying or
+ * stalling) is failed by the next claim instead of being queued again: final error,
+ * callback sent; the processor still downloading it loses it (renewal or finish). */
+static void test_lease_lost_too_often_fails_job(void **state)
+{
+    (void)state;
+    char id[16], other[16];
+    post("/data/20000?chunk=1000&chunk_delay_ms=100&aggr=ll", "ll", 1, NULL, id);
+    assert_true(h_wait_for(origin_busy, "ll", 10000));
+    /* as if ten earlier leases had expired, and the current one too */
+    assert_true(h_redis_int(rc, "HSET job:%s LostLeases 10", id) >= 0);
+    assert_int_equal(h_redis_int(rc, "ZADD leases XX CH 1 %s:ll", id), 1);
+    post("/data/10", "ll2", 1, NULL, other); /* wakes the processor: a claim runs */
+    yajl_val p = h_wait_callback(&env, id, 10000);
+    assert_non_null(p);
+    assert_int_equal(h_jbool(p, "success"), 0);
+    assert_string_equal(h_jstr(p, "error"),
+                        "Error while performing request, lease lost 11 times (processor crashed "
+                        "or stalled), retriable: false, internal: true");
+    yajl_tree_free(p);
+    p = h_wait_callback(&env, other, 10000);
+    assert_non_null(p);
+    assert_int_equal(h_jbool(p, "success"), 1);
+    yajl_tree_free(p);
+    usleep(2500000); /* the abandoned download would have finished by now */
+    assert_int_equal(h_redis_int(rc, "EXISTS job:%s", id), 0); /* delivered, gone */
+    assert_int_equal(h_redis_int(rc, "ZCARD leases"), 0);
+    assert_int_equal(h_redis_int(rc, "EXISTS aggr:ll"), 0);
+}
+
 static void test_callback_retried_until_delivered(void **state)
 {
     (void)state;
@@ -472,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_limits_hold_across_two_processors),
         cmocka_unit_test(test_kill9_processor_loses_nothing),
         cmocka_unit_test(test_sigterm_requeues_without_attempt),
+        cmocka_unit_test(test_lease_lost_too_often_fails_job),
         cmocka_unit_test(test_callback_retried_until_delivered),
         cmocka_unit_test(test_callback_failed_then_retry),
         cmocka_unit_test(test_callback_retry_after),
