@@ -421,7 +421,15 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *priv)
 static void on_ready_reply(store_t *s, redisReply *r, void *arg)
 {
     (void)arg;
-    if (!r || r->type == REDIS_REPLY_ERROR) return; /* the disconnect path handles it */
+    if (!r) return; /* the disconnect path handles it */
+    if (r->type == REDIS_REPLY_ERROR) {
+        /* connected but not serving, e.g. -LOADING while a restarted Redis reads its data:
+         * close and try again after the reconnect backoff rather than wait forever */
+        log_warn("store", "redis not ready, reconnecting", "addr=%s:%d error=%s", s->host, s->port,
+                 log_q(r->str));
+        if (s->cmd.ac) redisAsyncDisconnect(s->cmd.ac);
+        return;
+    }
     s->cmd.backoff = 0;
     if (!s->cmd.up) {
         s->cmd.up = true;

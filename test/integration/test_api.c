@@ -395,14 +395,55 @@ static void test_redis_down_and_back(void **state)
     assert_non_null(rc);
 }
 
+/* A restarted Redis answers -LOADING while it reads its data: the API is 503 meanwhile
+ * and serves again once loading is over (it used to stay 503 until the next disconnect,
+ * since the ready check failed on a connection that stayed open). */
+static void test_redis_loading_after_restart(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_int(rc, "EVAL %s 0",
+                                 "for i = 1, 4000 do redis.call('SET', 'pad:' .. i, i) end "
+                                 "return 1"),
+                     1);
+    redisReply *ok = h_redis(rc, "SAVE");
+    assert_non_null(ok);
+    freeReplyObject(ok);
+    redisFree(rc);
+    rc = NULL;
+    h_redis_kill(&env.redis);
+    char saved[sizeof env.redis.args];
+    snprintf(saved, sizeof saved, "%s", env.redis.args);
+    size_t n = strlen(saved); /* 1 ms per key: about 4 s of loading */
+    assert_true(n + 80 < sizeof env.redis.args);
+    snprintf(env.redis.args + n, sizeof env.redis.args - n,
+             "%s--key-load-delay 1000 --loading-process-events-interval-bytes 1024", n ? " " : "");
+    assert_int_equal(h_redis_restart(&env.redis), 0);
+    snprintf(env.redis.args, sizeof env.redis.args, "%s", saved);
+    rc = h_redis_connect(&env.redis);
+    assert_non_null(rc);
+    redisReply *ping = h_redis(rc, "PING");
+    bool loading = ping && ping->type == REDIS_REPLY_ERROR && strstr(ping->str, "LOADING");
+    if (ping) freeReplyObject(ping);
+    assert_true(loading); /* the test sees the loading phase */
+    assert_true(h_wait_for(api_serves, NULL, 20000));
+    assert_int_equal(h_redis_int(rc, "EXISTS pad:4000"), 1);
+    freeReplyObject(h_redis(rc, "FLUSHALL"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_enqueue_writes_layout), cmocka_unit_test(test_aggregation_update),
-        cmocka_unit_test(test_validation_errors),     cmocka_unit_test(test_created_response),
-        cmocka_unit_test(test_retry_rules),           cmocka_unit_test(test_heartbeat),
-        cmocka_unit_test(test_stats_and_status),      cmocka_unit_test(test_static_ui),
-        cmocka_unit_test(test_concurrent_posts),      cmocka_unit_test(test_redis_down_and_back),
+        cmocka_unit_test(test_enqueue_writes_layout),
+        cmocka_unit_test(test_aggregation_update),
+        cmocka_unit_test(test_validation_errors),
+        cmocka_unit_test(test_created_response),
+        cmocka_unit_test(test_retry_rules),
+        cmocka_unit_test(test_heartbeat),
+        cmocka_unit_test(test_stats_and_status),
+        cmocka_unit_test(test_static_ui),
+        cmocka_unit_test(test_concurrent_posts),
+        cmocka_unit_test(test_redis_down_and_back),
+        cmocka_unit_test(test_redis_loading_after_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
