@@ -124,6 +124,8 @@ TICKS=$(getconf CLK_TCK)
 sys_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
 # sys_busy "BEFORE" "AFTER": busy share of the whole machine in % of all CPUs.
 sys_busy() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]) }'; }
+# busy_us "BEFORE" "AFTER" N: machine-wide busy CPU time per item, in microseconds.
+busy_us() { awk -v a="$1" -v b="$2" -v n="$3" -v t="$TICKS" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", 1e6 * (y[1] - x[1]) / t / n }'; }
 
 now() { echo "$EPOCHREALTIME"; }
 calc() { awk "BEGIN { printf \"%s\", $1 }" </dev/null; }   # calc 'expr' (awk syntax)

@@ -192,6 +192,7 @@ JSON
     E2E_DLUS=$(calc "1e6 * ($c1 - $c0) / $TICKS / $n")
     E2E_RUS=$(calc "1e6 * ($r1 - $r0) / $TICKS / $n")
     E2E_SYS=$(sys_busy "$s0" "$s1")
+    E2E_MUS=$(busy_us "$s0" "$s1" "$n")
     rcli info commandstats >"$T/e2e.$tag.commandstats.txt"
     for n in "${names[@]}"; do stop "$n"; done
 }
@@ -216,13 +217,17 @@ aria2_once() {
     rm -rf "$ad"
     mkdir -p "$ad"
     for ((i = 0; i < E2E_N; i++)); do printf 'http://127.0.0.1:%s/files/f%04d\n' "$NGINX_PORT" "$i"; done >"$list"
+    local s0 s1
+    s0=$(sys_ticks)
     ta=$(now)
     timeout 120 aria2c -i "$list" -d "$ad" -j 50 --max-connection-per-server=1 --split=1 \
         --allow-overwrite=true --auto-file-renaming=false --file-allocation=none \
         --enable-http-keep-alive=true --summary-interval=0 --console-log-level=error \
         --download-result=hide --quiet=true >"$T/logs/aria2.log" 2>&1 || log "aria2c failed: see $T/logs/aria2.log"
     tb=$(now)
+    s1=$(sys_ticks)
     ARIA_FILES=$(find "$ad" -type f ! -name '*.aria2' | wc -l)
+    ARIA_MUS=$(busy_us "$s0" "$s1" "$ARIA_FILES")
     ARIA_TIME=$(calc "$tb - $ta")
     ARIA_RATE=$(calc "$ARIA_FILES / $ARIA_TIME")
     rm -rf "$ad"
@@ -235,7 +240,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR
 # JUDGED=1: rows carry PASS/FAIL; 0: informational.
 e2e_bench() {
     local d=$1 B=$2 runs=$3 judged=$4 mode=${5:-all} r rates=() arates=() ok=1 posts=() cpu="" allr="" alla=""
-    local dlus=() rus=()
+    local dlus=() rus=() mus=() amus=()
     for ((r = 1; r <= runs; r++)); do
         log "   run $r/$runs: downloader $mode, then aria2c"
         e2e_once "$d" "$judged.$r" "$mode"
@@ -245,11 +250,13 @@ e2e_bench() {
         posts+=("$E2E_POST")
         dlus+=("$E2E_DLUS")
         rus+=("$E2E_RUS")
+        mus+=("$E2E_MUS")
         allr+="${allr:+ / }$(fmt "$E2E_RATE")"
         [ "$r" -eq 1 ] && cpu="$(fmt "$E2E_CPU") % ($(fmt "$E2E_LOOP") %) / $(fmt "$E2E_RCPU") % / $E2E_SYS %"
         aria2_once "$d"
         [ "$ARIA_FILES" -eq "$E2E_N" ] || ok=0
         arates+=("$ARIA_RATE")
+        amus+=("$ARIA_MUS")
         alla+="${alla:+ / }$(fmt "$ARIA_RATE")"
     done
     local rate arate ratio
@@ -267,6 +274,8 @@ e2e_bench() {
     row "$B" "CPU run 1: dl (loop) / redis / machine" "$cpu" "" ""
     row "$B" "CPU per job, median: downloader / redis" \
         "$(fmt "$(median "${dlus[@]}")") / $(fmt "$(median "${rus[@]}")") us" "" ""
+    row "$B" "machine CPU per job / per aria2c file, medians" \
+        "$(median "${mus[@]}") / $(median "${amus[@]}") us" "" ""
 }
 
 bench_e2e() {
