@@ -181,7 +181,8 @@ static void fail_cancel(fetch_t *f)
 }
 
 /* Own file errors are internal (do not use up an attempt); body write errors are not,
- * except a full disk (ENOSPC, EDQUOT), which is ours as well. */
+ * except a full disk (ENOSPC, EDQUOT) or a file-size limit of this host (EFBIG), which
+ * are ours as well. */
 static void fail_os(fetch_t *f, const char *phase, long err, bool internal)
 {
     const char *stat = internal ? "failures" : "download.response.body";
@@ -424,7 +425,7 @@ static void on_written(uv_fs_t *req)
     uv_fs_req_cleanup(req);
     f->writing = false;
     if (r < 0) {
-        fail_os(f, "downloading file", (long)r, r == UV_ENOSPC || r == -EDQUOT);
+        fail_os(f, "downloading file", (long)r, r == UV_ENOSPC || r == -EDQUOT || r == UV_EFBIG);
     } else {
         f->written += (uint64_t)r;
         f->woff += (size_t)r;

@@ -908,6 +908,26 @@ static void test_memory_mode_failure(void **state)
     assert_int_equal(access(o.tmp, F_OK), -1);
 }
 
+/* A file-size limit of this host (EFBIG, here RLIMIT_FSIZE) is ours, like a full disk:
+ * internal, so the attempt is not used up; the temp file goes. */
+static void test_file_too_large_is_internal(void **state)
+{
+    env_t *e = *state;
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 100000;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    outcome_t o = {0};
+    fetch_simple(e, &o, "/data/300000");
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, prev);
+    assert_error(&o, "Error while downloading file, file too large, retriable: true, "
+                     "internal: true");
+    assert_true(o.res.internal);
+}
+
 static void test_tmp_file_cannot_be_created(void **state)
 {
     (void)state;
@@ -1334,6 +1354,7 @@ int main(void)
         cmocka_unit_test(test_timeout_during_body),
         cmocka_unit_test(test_max_file_size),
         cmocka_unit_test(test_unsupported_scheme_and_bad_url),
+        cmocka_unit_test(test_file_too_large_is_internal),
         cmocka_unit_test(test_tmp_file_cannot_be_created),
         cmocka_unit_test(test_small_body_in_memory),
         cmocka_unit_test(test_large_body_switches_to_file),
