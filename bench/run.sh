@@ -171,7 +171,7 @@ JSON
     for ((i = 0; i < 1200; i++)); do # at most 60 s
         n=$(($(cb_lines) - base))
         [ "$n" -ge "$E2E_CREATED" ] && break
-        sleep 0.05
+        nap 0.05
     done
     s1=$(sys_ticks)
     prof_stop
