@@ -157,8 +157,8 @@ JSON
     sleep 0.5 # processor and notifier subscribed
     local pid=${PROC[${names[0]}]} base t0 t_posted out=$T/wrk_e2e.$tag.txt c0 c1 r0 r1 s0 s1 m0 m1
     base=$(cb_lines)
-    c0=$(procs_cpu "${names[@]}")
-    m0=$(procs_cpu_main "${names[@]}")
+    c0=$(procs_cpu all "${names[@]}")
+    m0=$(procs_cpu main "${names[@]}")
     r0=$(cpu_ticks "${PROC[redis]}")
     prof_start "$pid" "e2e.$tag"
     s0=$(sys_ticks)
@@ -175,8 +175,8 @@ JSON
     done
     s1=$(sys_ticks)
     prof_stop
-    c1=$(procs_cpu "${names[@]}")
-    m1=$(procs_cpu_main "${names[@]}")
+    c1=$(procs_cpu all "${names[@]}")
+    m1=$(procs_cpu main "${names[@]}")
     r1=$(cpu_ticks "${PROC[redis]}")
     local last
     last=$(tail -n +"$((base + 1))" "$T/nginx/cb.log" | awk '$1 > m {m = $1} END {printf "%.3f", m}')
@@ -197,16 +197,16 @@ JSON
     for n in "${names[@]}"; do stop "$n"; done
 }
 
-# procs_cpu NAME...: CPU ticks of the named services; procs_cpu_main: of their loop
-# threads.
+# procs_cpu WHAT NAME...: CPU ticks of the named services, WHAT "all" their threads or
+# "main" their loop threads only.
 procs_cpu() {
-    local n t=0
-    for n in "$@"; do t=$((t + $(cpu_ticks "${PROC[$n]}"))); done
-    echo "$t"
-}
-procs_cpu_main() {
-    local n t=0
-    for n in "$@"; do t=$((t + $(cpu_ticks "${PROC[$n]}/task/${PROC[$n]}"))); done
+    local what=$1 n p t=0
+    shift
+    for n in "$@"; do
+        p=${PROC[$n]}
+        [ "$what" = main ] && p=$p/task/$p
+        t=$((t + $(cpu_ticks "$p")))
+    done
     echo "$t"
 }
 

@@ -116,6 +116,26 @@ static void on_enqueued(store_rc_t rc, const char *err, void *arg)
     enq_free(e);
 }
 
+/* Parses the POST /download body into job; on a bad field answers 400 naming it. */
+static bool parse_or_reject(httpd_req_t *req, job_t *job)
+{
+    /* Go-quoted renderings can grow the body 8.5x; small bodies' texts fit the stack */
+    char small[4096];
+    size_t errlen = 10 * req->body_len + 512;
+    char *err = errlen > sizeof small ? malloc(errlen) : NULL;
+    if (!err) { /* small, or a truncated text at worst */
+        err = small;
+        errlen = sizeof small;
+    }
+    bool ok = job_parse(req->body, req->body_len, job, err, errlen) == JOB_OK;
+    if (!ok) {
+        metrics_enqueue(400);
+        httpd_respond_error(req, 400, err);
+    }
+    if (err != small) free(err);
+    return ok;
+}
+
 static void route_download(api_t *a, httpd_req_t *req)
 {
     if (strcmp(req->method, "POST") != 0) {
@@ -125,21 +145,7 @@ static void route_download(api_t *a, httpd_req_t *req)
     enq_t *e = calloc(1, sizeof *e);
     e->a = a;
     e->req = req;
-    /* Go-quoted renderings can grow the body 8.5x; small bodies use the stack */
-    char small[4096];
-    size_t errlen = 10 * req->body_len + 512;
-    char *err = errlen <= sizeof small ? small : malloc(errlen);
-    if (!err) { /* a truncated text at worst */
-        err = small;
-        errlen = sizeof small;
-    }
-    job_err_t rc = job_parse(req->body, req->body_len, &e->job, err, errlen);
-    if (rc != JOB_OK) {
-        metrics_enqueue(400);
-        httpd_respond_error(req, 400, err);
-    }
-    if (err != small) free(err);
-    if (rc != JOB_OK) {
+    if (!parse_or_reject(req, &e->job)) {
         enq_free(e);
         return;
     }

@@ -44,9 +44,9 @@ typedef struct big {
 } big_t;
 
 typedef struct {
-    char *chunk;
     size_t used;
     big_t *big;
+    _Alignas(max_align_t) char chunk[ARENA_CHUNK];
 } arena_t;
 
 typedef struct {
@@ -71,7 +71,7 @@ typedef struct {
 static void *arena_alloc(arena_t *a, size_t n)
 {
     n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    if (a->chunk && a->used + n <= ARENA_CHUNK) {
+    if (a->used + n <= ARENA_CHUNK) {
         void *p = a->chunk + a->used;
         a->used += n;
         return p;
@@ -256,7 +256,6 @@ static void release(redisuv_t *e)
 {
     if (--e->open_handles > 0) return;
     arena_reset(&e->arena);
-    free(e->arena.chunk);
     free(e);
 }
 
@@ -287,11 +286,8 @@ int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop)
         free(e);
         return REDIS_ERR;
     }
-    e->arena.chunk = malloc(ARENA_CHUNK);
-    if (e->arena.chunk) { /* else hiredis keeps its own allocator */
-        ac->c.reader->fn = &arena_fns;
-        ac->c.reader->privdata = &e->arena;
-    }
+    ac->c.reader->fn = &arena_fns;
+    ac->c.reader->privdata = &e->arena;
     tick_init(loop, &e->flush, on_flush);
     e->open_handles = 2; /* the poll handle and the tick */
     e->ac = ac;

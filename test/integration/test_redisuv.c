@@ -133,66 +133,58 @@ static void test_server_close_reports_disconnect(void **state)
 
 typedef struct {
     long long next_incr; /* the INCR reply expected next */
-    int incr_ok, big_ok, nested_ok, mget_ok, pending;
+    int pending;
     char *big;
 } flood_t;
 
-static void dec(flood_t *f)
-{
-    f->pending--;
-}
+/* One kind of command: a predicate on its reply and how many replies passed it. */
+typedef struct {
+    flood_t *f;
+    bool (*ok)(flood_t *f, const redisReply *r);
+    int passed;
+} check_t;
 
-static void on_incr(redisAsyncContext *ac, void *reply, void *arg)
+static void on_checked(redisAsyncContext *ac, void *reply, void *arg)
 {
     (void)ac;
-    flood_t *f = arg;
-    redisReply *r = reply;
-    if (r && r->type == REDIS_REPLY_INTEGER && r->integer == f->next_incr) f->incr_ok++;
-    f->next_incr++;
-    dec(f);
+    check_t *c = arg;
+    if (reply && c->ok(c->f, reply)) c->passed++;
+    c->f->pending--;
 }
 
-static void on_big(redisAsyncContext *ac, void *reply, void *arg)
+static bool incr_ok(flood_t *f, const redisReply *r)
 {
-    (void)ac;
-    flood_t *f = arg;
-    redisReply *r = reply;
-    if (r && r->type == REDIS_REPLY_STRING && r->len == BIG && memcmp(r->str, f->big, BIG) == 0 &&
-        r->str[BIG] == '\0')
-        f->big_ok++;
-    dec(f);
+    long long want = f->next_incr++;
+    return r->type == REDIS_REPLY_INTEGER && r->integer == want;
+}
+
+static bool big_ok(flood_t *f, const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING && r->len == BIG && memcmp(r->str, f->big, BIG) == 0 &&
+           r->str[BIG] == '\0';
 }
 
 /* EVAL returns {7, 'x', {8, {'deep'}}, false}: false becomes a nil element */
-static void on_nested(redisAsyncContext *ac, void *reply, void *arg)
+static bool nested_ok(flood_t *f, const redisReply *r)
 {
-    (void)ac;
-    flood_t *f = arg;
-    redisReply *r = reply;
-    bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
-              r->element[3]->type == REDIS_REPLY_NIL &&
-              r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 7 &&
-              r->element[1]->type == REDIS_REPLY_STRING && strcmp(r->element[1]->str, "x") == 0 &&
-              r->element[2]->type == REDIS_REPLY_ARRAY && r->element[2]->elements == 2;
-    if (ok) {
-        redisReply *in = r->element[2];
-        ok = in->element[0]->integer == 8 && in->element[1]->type == REDIS_REPLY_ARRAY &&
-             in->element[1]->elements == 1 && strcmp(in->element[1]->element[0]->str, "deep") == 0;
-    }
-    if (ok) f->nested_ok++;
-    dec(f);
+    (void)f;
+    if (!(r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+          r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 7 &&
+          r->element[1]->type == REDIS_REPLY_STRING && strcmp(r->element[1]->str, "x") == 0 &&
+          r->element[2]->type == REDIS_REPLY_ARRAY && r->element[2]->elements == 2 &&
+          r->element[3]->type == REDIS_REPLY_NIL))
+        return false;
+    const redisReply *in = r->element[2];
+    return in->element[0]->integer == 8 && in->element[1]->type == REDIS_REPLY_ARRAY &&
+           in->element[1]->elements == 1 && strcmp(in->element[1]->element[0]->str, "deep") == 0;
 }
 
-static void on_mget(redisAsyncContext *ac, void *reply, void *arg)
+static bool mget_ok(flood_t *f, const redisReply *r)
 {
-    (void)ac;
-    flood_t *f = arg;
-    redisReply *r = reply;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-        r->element[0]->type == REDIS_REPLY_NIL && r->element[1]->type == REDIS_REPLY_STRING &&
-        r->element[1]->len == BIG && r->element[2]->type == REDIS_REPLY_NIL)
-        f->mget_ok++;
-    dec(f);
+    (void)f;
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+           r->element[0]->type == REDIS_REPLY_NIL && r->element[1]->type == REDIS_REPLY_STRING &&
+           r->element[1]->len == BIG && r->element[2]->type == REDIS_REPLY_NIL;
 }
 
 static void test_replies_through_the_arena(void **state)
@@ -203,6 +195,8 @@ static void test_replies_through_the_arena(void **state)
     rig_t r;
     rig_open(&r, &redis);
     flood_t f = {.next_incr = 1};
+    check_t incr = {&f, incr_ok, 0}, big = {&f, big_ok, 0}, nested = {&f, nested_ok, 0},
+            mget = {&f, mget_ok, 0};
     f.big = malloc(BIG);
     for (size_t i = 0; i < BIG; i++)
         f.big[i] = (char)('a' + i % 26);
@@ -210,22 +204,22 @@ static void test_replies_through_the_arena(void **state)
     /* all issued in one iteration: one pipeline, answered in a few large reads */
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < N_INCR / 3; i++, f.pending++)
-            redisAsyncCommand(r.ac, on_incr, &f, "INCR n");
+            redisAsyncCommand(r.ac, on_checked, &incr, "INCR n");
         f.pending += 3;
-        redisAsyncCommand(r.ac, on_big, &f, "GET big");
-        redisAsyncCommand(r.ac, on_nested, &f, "EVAL %s 0",
+        redisAsyncCommand(r.ac, on_checked, &big, "GET big");
+        redisAsyncCommand(r.ac, on_checked, &nested, "EVAL %s 0",
                           "return {7, 'x', {8, {'deep'}}, false}");
-        redisAsyncCommand(r.ac, on_mget, &f, "MGET nope big nope2");
+        redisAsyncCommand(r.ac, on_checked, &mget, "MGET nope big nope2");
     }
     uv_timer_start(&r.limit, on_limit, 10000, 0);
     while (f.pending > 0 && !r.timed_out)
         uv_run(&r.loop, UV_RUN_ONCE);
     uv_timer_stop(&r.limit);
     assert_int_equal(f.pending, 0);
-    assert_int_equal(f.incr_ok, N_INCR);
-    assert_int_equal(f.big_ok, 3);
-    assert_int_equal(f.nested_ok, 3);
-    assert_int_equal(f.mget_ok, 3);
+    assert_int_equal(incr.passed, N_INCR);
+    assert_int_equal(big.passed, 3);
+    assert_int_equal(nested.passed, 3);
+    assert_int_equal(mget.passed, 3);
     free(f.big);
     rig_close(&r);
     h_redis_stop(&redis);
