@@ -5,8 +5,38 @@
 #include <stddef.h>
 
 #include "app.h"
+#include "auth.h"
+#include "httpd.h"
 
 typedef struct api api_t;
+
+/* A route handler; it answers req (now or later) with httpd_respond*. */
+typedef void (*api_handler_fn)(app_t *app, httpd_req_t *req);
+
+/* One entry of the route table: method ("GET" also serves HEAD, "*" any), path pattern
+ * (exact, or a prefix when it ends in '*'), handler and the auth level it needs. */
+typedef struct {
+    const char *method;
+    const char *pattern;
+    api_handler_fn handler;
+    auth_level_t auth;
+} api_route_t;
+
+/* What the table says about a request: the entry to run (NULL: the path's route does
+ * not implement the method: 405), the auth level to check first (the entry's, or the
+ * strictest of the route's when none) and the route's methods for an Allow header. */
+typedef struct {
+    const api_route_t *route;
+    auth_level_t auth;
+    char allow[96];
+} api_match_t;
+
+/* Looks a request up in a table (the first matching pattern is the route). */
+api_match_t api_route_match(const api_route_t *table, size_t n, const char *method,
+                            const char *path);
+
+/* The auth level the API's own table gives method + path (AUTH_WRITE for NULL). */
+auth_level_t api_route_auth(const char *method, const char *path);
 
 /* Listens on host:port (host "" = all interfaces). NULL with err on failure. */
 api_t *api_start(app_t *app, const char *host, int port, char *err, size_t errlen);

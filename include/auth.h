@@ -8,8 +8,12 @@
 
 #include "httpd.h"
 
-/* Does a request for this (percent-decoded) path need the token? */
-bool auth_required(const char *path, bool auth_read);
+/* What a route needs: nothing (GET /hb, for load balancers), the token when
+ * api.auth_read is on (reads), or the token whenever one is set (writes). */
+typedef enum { AUTH_OPEN = 0, AUTH_READ, AUTH_WRITE } auth_level_t;
+
+/* Does a route of this level need the token? */
+bool auth_required(auth_level_t level, bool auth_read);
 
 /* Does an Authorization header value carry exactly this bearer token? The scheme is
  * matched case-insensitively; the token is compared in constant time (SHA-256 of both
@@ -17,9 +21,9 @@ bool auth_required(const char *path, bool auth_read);
  * NULL or "" token: false. */
 bool auth_bearer_ok(const char *authorization, const char *token);
 
-/* The check at the top of the router: true when the request may go on. Otherwise it
- * has answered 401 "Unauthorized" with WWW-Authenticate: Bearer and returns false.
- * A NULL or empty token disables authentication. */
-bool auth_check(httpd_req_t *req, const char *token, bool auth_read);
+/* The check the router makes once it knows the route's level: true when the request
+ * may go on. Otherwise it has answered 401 "Unauthorized" with WWW-Authenticate: Bearer
+ * and returns false. A NULL or empty token disables authentication. */
+bool auth_check(httpd_req_t *req, const char *token, bool auth_read, auth_level_t level);
 
 #endif

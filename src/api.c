@@ -3,7 +3,9 @@
  * as the reference does (§3); /download/<id>, /dashboard/instances, /dashboard/history,
  * /dashboard/failed and /files/... are ours. The static UI from web/ is compiled in, and
  * the api publishes its own instance heartbeat ("api", counter "requests"). Redis being
- * away gives 503 with a clear message, never a hang. */
+ * away gives 503 with a clear message, never a hang. api.c only dispatches: one table
+ * (method, path pattern, handler, auth level) decides auth and 405 for every route, so a
+ * new route, in a module of its own, is one line of that table. */
 #include "api.h"
 
 #include <errno.h>
@@ -70,7 +72,7 @@ static const char *mask_proxy(const char *p)
 /* ---------- POST /download ---------- */
 
 typedef struct {
-    api_t *a;
+    app_t *app;
     httpd_req_t *req;
     job_t job;
     int tries;
@@ -94,7 +96,7 @@ static void on_enqueued(store_rc_t rc, const char *err, void *arg)
 {
     enq_t *e = arg;
     if (rc == STORE_EXISTS && ++e->tries < ENQUEUE_TRIES && job_new_id(e->job.id) == 0) {
-        store_enqueue(e->a->app->store, &e->job, on_enqueued, e);
+        store_enqueue(e->app->store, &e->job, on_enqueued, e);
         return;
     }
     metrics_enqueue(rc == STORE_OK ? 201 : rc == STORE_DOWN ? 503 : 500);
@@ -136,14 +138,10 @@ static bool parse_or_reject(httpd_req_t *req, job_t *job)
     return ok;
 }
 
-static void route_download(api_t *a, httpd_req_t *req)
+static void route_download(app_t *app, httpd_req_t *req)
 {
-    if (strcmp(req->method, "POST") != 0) {
-        httpd_respond_error(req, 405, "Invalid request method");
-        return;
-    }
     enq_t *e = calloc(1, sizeof *e);
-    e->a = a;
+    e->app = app;
     e->req = req;
     if (!parse_or_reject(req, &e->job)) {
         enq_free(e);
@@ -154,7 +152,7 @@ static void route_download(api_t *a, httpd_req_t *req)
         enq_free(e);
         return;
     }
-    store_enqueue(a->app->store, &e->job, on_enqueued, e);
+    store_enqueue(app->store, &e->job, on_enqueued, e);
 }
 
 /* ---------- GET /download/<id> ---------- */
@@ -248,10 +246,10 @@ static void on_hb_stat(uv_fs_t *fs)
     free(h);
 }
 
-static void route_hb(api_t *a, httpd_req_t *req)
+static void route_hb(app_t *app, httpd_req_t *req)
 {
     static const httpd_header_t text[] = {{"Content-Type", "text/plain; charset=utf-8"}};
-    const char *path = a->app->cfg.heartbeat_path;
+    const char *path = app->cfg.heartbeat_path;
     if (!path || !*path) {
         httpd_respond(req, 200, text, 1, "OK", 2);
         return;
@@ -260,7 +258,7 @@ static void route_hb(api_t *a, httpd_req_t *req)
     h->req = req;
     h->path = strdup(path);
     h->fs.data = h;
-    if (uv_fs_stat(a->app->loop, &h->fs, h->path, on_hb_stat) < 0) {
+    if (uv_fs_stat(app->loop, &h->fs, h->path, on_hb_stat) < 0) {
         h->fs.result = UV_EIO;
         on_hb_stat(&h->fs);
     }
@@ -307,17 +305,13 @@ static const char *last_element(const char *path)
     return p;
 }
 
-static void route_retry(api_t *a, httpd_req_t *req)
+static void route_retry(app_t *app, httpd_req_t *req)
 {
-    if (strcmp(req->method, "POST") != 0) {
-        httpd_respond_error(req, 405, "Invalid request method");
-        return;
-    }
     retry_t *r = calloc(1, sizeof *r);
     r->req = req;
     const char *id = last_element(req->path);
     snprintf(r->id, sizeof r->id, "%.*s", (int)strcspn(id, "/"), id);
-    store_retry_callback(a->app->store, r->id, on_retried, r);
+    store_retry_callback(app->store, r->id, on_retried, r);
 }
 
 /* ---------- GET /stats/<name> ---------- */
@@ -365,13 +359,13 @@ static void on_stats(store_rc_t rc, const char *const *kv, size_t n, long long t
     free(s);
 }
 
-static void route_stats(api_t *a, httpd_req_t *req)
+static void route_stats(app_t *app, httpd_req_t *req)
 {
     stats_req_t *s = calloc(1, sizeof *s);
     s->req = req;
     /* the reference takes the last element of the raw target, query included */
     snprintf(s->name, sizeof s->name, "%s", last_element(req->target));
-    store_stats_get(a->app->store, s->name, on_stats, s);
+    store_stats_get(app->store, s->name, on_stats, s);
 }
 
 /* ---------- dashboard ---------- */
@@ -429,7 +423,7 @@ static void on_instances(store_rc_t rc, long long now, const store_instance_t *i
 }
 
 typedef struct {
-    api_t *a;
+    app_t *app;
     httpd_req_t *req;
     yajl_gen g;
     int step;
@@ -465,7 +459,7 @@ static void on_history(store_rc_t rc, long long first, const long long *rows, si
         yajl_gen_array_close(h->g);
     }
     if (++h->step == 1) {
-        store_history(h->a->app->store, "notifier", (int)minutes, hist_cb, 2, on_history, h);
+        store_history(h->app->store, "notifier", (int)minutes, hist_cb, 2, on_history, h);
         return;
     }
     yajl_gen_map_close(h->g);
@@ -473,14 +467,14 @@ static void on_history(store_rc_t rc, long long first, const long long *rows, si
     free(h);
 }
 
-static void route_history(api_t *a, httpd_req_t *req)
+static void route_history(app_t *app, httpd_req_t *req)
 {
     hist_t *h = calloc(1, sizeof *h);
-    h->a = a;
+    h->app = app;
     h->req = req;
     h->g = yajl_gen_alloc(NULL);
     yajl_gen_map_open(h->g);
-    store_history(a->app->store, "processor", 60, hist_dl, 2, on_history, h);
+    store_history(app->store, "processor", 60, hist_dl, 2, on_history, h);
 }
 
 /* GET /dashboard/failed?limit=N: the newest jobs whose callback failed for good. */
@@ -505,7 +499,7 @@ static void on_failed(store_rc_t rc, const store_failed_t *f, size_t n, void *ar
     respond_gen(req, g, true);
 }
 
-static void route_failed(api_t *a, httpd_req_t *req)
+static void route_failed(app_t *app, httpd_req_t *req)
 {
     long limit = FAILED_DEFAULT;
     for (const char *q = req->query; q && *q;) {
@@ -515,7 +509,7 @@ static void route_failed(api_t *a, httpd_req_t *req)
     }
     if (limit < 1) limit = 1;
     if (limit > FAILED_MAX) limit = FAILED_MAX;
-    store_failed(a->app->store, (size_t)limit, on_failed, req);
+    store_failed(app->store, (size_t)limit, on_failed, req);
 }
 
 /* ---------- static files and stored files ---------- */
@@ -535,8 +529,9 @@ static const char *content_type(const char *name)
     return "application/octet-stream";
 }
 
-static void route_static(httpd_req_t *req)
+static void route_static(app_t *app, httpd_req_t *req)
 {
+    (void)app;
     const char *path = req->path;
     if (strcmp(path, "/index.html") == 0) {
         static const httpd_header_t loc[] = {{"Location", "/"}};
@@ -603,23 +598,23 @@ static void on_file_open(uv_fs_t *fs)
 }
 
 /* GET /files/<id[0:3]>/<id>: a stored file of the filesystem store. */
-static void route_files(api_t *a, httpd_req_t *req)
+static void route_files(app_t *app, httpd_req_t *req)
 {
     const char *rest = req->path + strlen("/files/");
     const char *slash = strchr(rest, '/');
     const char *id = slash ? slash + 1 : "";
     size_t idlen = strlen(id);
     if (!slash || slash - rest != 3 || !valid_id(id, idlen) || idlen < 3 ||
-        strncmp(rest, id, 3) != 0 || !a->app->cfg.fs_rootdir) {
+        strncmp(rest, id, 3) != 0 || !app->cfg.fs_rootdir) {
         httpd_respond_error(req, 404, "404 page not found");
         return;
     }
     char path[4200];
-    snprintf(path, sizeof path, "%s/%.3s/%s", a->app->cfg.fs_rootdir, id, id);
+    snprintf(path, sizeof path, "%s/%.3s/%s", app->cfg.fs_rootdir, id, id);
     file_t *f = calloc(1, sizeof *f);
     f->req = req;
     f->fs.data = f;
-    if (uv_fs_open(a->app->loop, &f->fs, path, O_RDONLY | O_CLOEXEC, 0, on_file_open) < 0) {
+    if (uv_fs_open(app->loop, &f->fs, path, O_RDONLY | O_CLOEXEC, 0, on_file_open) < 0) {
         f->fs.result = UV_ENOENT;
         on_file_open(&f->fs);
     }
@@ -627,37 +622,105 @@ static void route_files(api_t *a, httpd_req_t *req)
 
 /* ---------- routing ---------- */
 
-static bool has_prefix(const char *s, const char *p)
+static void route_status(app_t *app, httpd_req_t *req)
 {
-    return strncmp(s, p, strlen(p)) == 0;
+    const char *id = req->path + strlen("/download/");
+    if (!valid_id(id, strlen(id)))
+        return httpd_respond_error(req, 404,
+                                   "Job not found (unknown id, or delivered and removed)");
+    store_job_status(app->store, id, on_status, req);
+}
+
+static void route_aggregations(app_t *app, httpd_req_t *req)
+{
+    store_aggregations(app->store, 10000, on_aggrs, req);
+}
+
+static void route_instances(app_t *app, httpd_req_t *req)
+{
+    store_instances(app->store, on_instances, req);
+}
+
+/* Every route of the API, in matching order: the first whose pattern matches the path
+ * is the route; entries with that same pattern are its methods. A pattern ending in '*'
+ * matches as a prefix, any other exactly. Method "GET" also serves HEAD; "*" is every
+ * method (the reference's routes that answer any method). A path whose route lacks the
+ * method gets 405 with Allow, after the auth check of the route's strictest level. */
+static const api_route_t routes[] = {
+    {"POST", "/download", route_download, AUTH_WRITE},
+    {"GET", "/download/*", route_status, AUTH_READ},
+    {"*", "/hb", route_hb, AUTH_OPEN},
+    {"POST", "/retry/*", route_retry, AUTH_WRITE},
+    {"*", "/stats/*", route_stats, AUTH_READ},
+    {"*", "/dashboard/aggregations", route_aggregations, AUTH_READ},
+    {"GET", "/dashboard/instances", route_instances, AUTH_READ},
+    {"GET", "/dashboard/history", route_history, AUTH_READ},
+    {"GET", "/dashboard/failed", route_failed, AUTH_READ},
+    {"GET", "/metrics", metrics_serve, AUTH_READ},
+    {"GET", "/files/*", route_files, AUTH_READ},
+    {"GET", "/*", route_static, AUTH_READ},
+};
+
+static bool pattern_match(const char *pattern, const char *path)
+{
+    size_t n = strlen(pattern);
+    if (n && pattern[n - 1] == '*') return strncmp(path, pattern, n - 1) == 0;
+    return strcmp(path, pattern) == 0;
+}
+
+static bool method_match(const char *want, const char *method)
+{
+    return strcmp(want, "*") == 0 || strcmp(want, method) == 0 ||
+           (strcmp(want, "GET") == 0 && strcmp(method, "HEAD") == 0);
+}
+
+api_match_t api_route_match(const api_route_t *table, size_t n, const char *method,
+                            const char *path)
+{
+    api_match_t m = {NULL, AUTH_WRITE, ""};
+    const char *pattern = NULL;
+    size_t len = 0;
+    for (size_t i = 0; path && i < n; i++) {
+        if (pattern ? strcmp(table[i].pattern, pattern) != 0
+                    : !pattern_match(table[i].pattern, path))
+            continue;
+        if (!pattern) m.auth = AUTH_OPEN;
+        pattern = table[i].pattern;
+        if (!m.route && method && method_match(table[i].method, method)) {
+            m.route = &table[i];
+            m.auth = table[i].auth;
+        }
+        if (!m.route && table[i].auth > m.auth) m.auth = table[i].auth;
+        const char *name = strcmp(table[i].method, "GET") == 0 ? "GET, HEAD" : table[i].method;
+        int w = snprintf(m.allow + len, sizeof m.allow - len, "%s%s", len ? ", " : "", name);
+        len = w < 0 || (size_t)w >= sizeof m.allow - len ? strlen(m.allow) : len + (size_t)w;
+    }
+    return m;
+}
+
+auth_level_t api_route_auth(const char *method, const char *path)
+{
+    return api_route_match(routes, sizeof routes / sizeof routes[0], method, path).auth;
+}
+
+static void respond_405(httpd_req_t *req, const char *allow)
+{
+    const httpd_header_t h[] = {{"Content-Type", "text/plain; charset=utf-8"},
+                                {"X-Content-Type-Options", "nosniff"},
+                                {"Allow", allow}};
+    static const char body[] = "Invalid request method\n";
+    httpd_respond(req, 405, h, 3, body, sizeof body - 1);
 }
 
 static void handle(httpd_req_t *req, void *arg)
 {
     api_t *a = arg;
-    const char *p = req->path;
     stats_incr(a->stats, "requests", 1);
-    if (!auth_check(req, a->app->cfg.api_auth_token, a->app->cfg.api_auth_read)) return;
-    if (strcmp(p, "/download") == 0) return route_download(a, req);
-    if (strcmp(p, "/hb") == 0) return route_hb(a, req);
-    if (has_prefix(p, "/retry/")) return route_retry(a, req);
-    if (has_prefix(p, "/stats/")) return route_stats(a, req);
-    if (has_prefix(p, "/download/")) {
-        const char *id = p + strlen("/download/");
-        if (!valid_id(id, strlen(id)))
-            return httpd_respond_error(req, 404,
-                                       "Job not found (unknown id, or delivered and removed)");
-        return store_job_status(a->app->store, id, on_status, req);
-    }
-    if (strcmp(p, "/dashboard/aggregations") == 0)
-        return store_aggregations(a->app->store, 10000, on_aggrs, req);
-    if (strcmp(p, "/dashboard/instances") == 0)
-        return store_instances(a->app->store, on_instances, req);
-    if (strcmp(p, "/dashboard/history") == 0) return route_history(a, req);
-    if (strcmp(p, "/dashboard/failed") == 0) return route_failed(a, req);
-    if (strcmp(p, "/metrics") == 0) return metrics_serve(a->app, req);
-    if (has_prefix(p, "/files/")) return route_files(a, req);
-    route_static(req);
+    api_match_t m =
+        api_route_match(routes, sizeof routes / sizeof routes[0], req->method, req->path);
+    if (!auth_check(req, a->app->cfg.api_auth_token, a->app->cfg.api_auth_read, m.auth)) return;
+    if (!m.route) return respond_405(req, m.allow);
+    m.route->handler(a->app, req);
 }
 
 api_t *api_start(app_t *app, const char *host, int port, char *err, size_t errlen)

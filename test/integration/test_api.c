@@ -166,6 +166,62 @@ static void test_validation_errors(void **state)
     h_resp_free(&r);
 }
 
+/* Every route answers 405 with Allow to a method it does not implement; the routes
+ * the reference serves to any method (/hb, /stats/, /dashboard/aggregations) still do. */
+static void test_methods(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *method, *path, *allow;
+    } not_allowed[] = {
+        {"GET", "/download", "POST"},
+        {"PUT", "/download", "POST"},
+        {"GET", "/retry/AqUCDp0PUWAKAw", "POST"},
+        {"DELETE", "/retry/x", "POST"},
+        {"POST", "/download/NSb4FOAs9fVaQw", "GET, HEAD"},
+        {"DELETE", "/download/NSb4FOAs9fVaQw", "GET, HEAD"},
+        {"POST", "/dashboard/instances", "GET, HEAD"},
+        {"POST", "/dashboard/history", "GET, HEAD"},
+        {"PUT", "/dashboard/failed", "GET, HEAD"},
+        {"POST", "/metrics", "GET, HEAD"},
+        {"POST", "/files/NSb/NSb4FOAs9fVaQw", "GET, HEAD"},
+        {"POST", "/", "GET, HEAD"},
+        {"PATCH", "/app.js", "GET, HEAD"},
+    };
+    for (size_t i = 0; i < sizeof not_allowed / sizeof not_allowed[0]; i++) {
+        h_resp_t r;
+        request(not_allowed[i].method, not_allowed[i].path, NULL, &r);
+        if (r.status != 405)
+            fail_msg("%s %s answered %ld", not_allowed[i].method, not_allowed[i].path, r.status);
+        char allow[128];
+        snprintf(allow, sizeof allow, "Allow: %s\r\n", not_allowed[i].allow);
+        if (!strstr(r.headers, allow))
+            fail_msg("%s %s: no %s in %s", not_allowed[i].method, not_allowed[i].path, allow,
+                     r.headers);
+        assert_string_equal(r.body, "Invalid request method\n");
+        h_resp_free(&r);
+    }
+    static const struct {
+        const char *method, *path;
+        long status;
+    } allowed[] = {
+        {"POST", "/hb", 200},
+        {"DELETE", "/hb", 200},
+        {"POST", "/stats/nothing-here", 404},
+        {"PUT", "/dashboard/aggregations", 200},
+        {"HEAD", "/dashboard/instances", 200},
+        {"HEAD", "/", 200},
+        {"GET", "/nothing-here", 404},
+    };
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++) {
+        h_resp_t r;
+        request(allowed[i].method, allowed[i].path, NULL, &r);
+        if (r.status != allowed[i].status)
+            fail_msg("%s %s answered %ld", allowed[i].method, allowed[i].path, r.status);
+        h_resp_free(&r);
+    }
+}
+
 static void test_created_response(void **state)
 {
     (void)state;
@@ -436,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_enqueue_writes_layout),
         cmocka_unit_test(test_aggregation_update),
         cmocka_unit_test(test_validation_errors),
+        cmocka_unit_test(test_methods),
         cmocka_unit_test(test_created_response),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_heartbeat),

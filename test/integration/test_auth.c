@@ -146,6 +146,9 @@ static void test_writes_need_the_token(void **state)
     /* past auth, /retry answers as usual */
     assert_int_equal(status_of(e, "POST", "/retry/NSb4FOAs9fVaQw", NULL, "Bearer " TOKEN), 400);
     assert_int_equal(status_of(e, "GET", "/download", NULL, "Bearer " TOKEN), 405);
+    /* a method a write route does not implement still needs the token first */
+    assert_int_equal(status_of(e, "GET", "/download", NULL, NULL), 401);
+    assert_int_equal(status_of(e, "DELETE", "/retry/NSb4FOAs9fVaQw", NULL, NULL), 401);
 }
 
 static void test_reads_stay_open(void **state)

@@ -11,26 +11,28 @@
 
 #include <cmocka.h>
 
+#include "api.h"
 #include "auth.h"
 
 static void test_required(void **state)
 {
     (void)state;
-    assert_true(auth_required("/download", false));
-    assert_true(auth_required("/retry/NSb4FOAs9fVaQw", false));
-    assert_true(auth_required("/retry/", false));
-    assert_false(auth_required("/hb", false));
-    assert_false(auth_required("/hb", true));
-    assert_false(auth_required("/download/NSb4FOAs9fVaQw", false));
-    assert_false(auth_required("/stats/processor", false));
-    assert_false(auth_required("/", false));
-    assert_false(auth_required("/retry", false)); /* not a route: the 404 page */
-    assert_true(auth_required("/download/NSb4FOAs9fVaQw", true));
-    assert_true(auth_required("/dashboard/aggregations", true));
-    assert_true(auth_required("/files/NSb/NSb4FOAs9fVaQw", true));
-    assert_true(auth_required("/", true));
-    assert_true(auth_required("/hb/", true)); /* only /hb itself is exempt */
-    assert_true(auth_required(NULL, false));
+    assert_true(auth_required(api_route_auth("GET", "/download"), false));
+    assert_true(auth_required(api_route_auth("GET", "/retry/NSb4FOAs9fVaQw"), false));
+    assert_true(auth_required(api_route_auth("GET", "/retry/"), false));
+    assert_false(auth_required(api_route_auth("GET", "/hb"), false));
+    assert_false(auth_required(api_route_auth("GET", "/hb"), true));
+    assert_false(auth_required(api_route_auth("GET", "/download/NSb4FOAs9fVaQw"), false));
+    assert_false(auth_required(api_route_auth("GET", "/stats/processor"), false));
+    assert_false(auth_required(api_route_auth("GET", "/"), false));
+    assert_false(
+        auth_required(api_route_auth("GET", "/retry"), false)); /* not a route: the 404 page */
+    assert_true(auth_required(api_route_auth("GET", "/download/NSb4FOAs9fVaQw"), true));
+    assert_true(auth_required(api_route_auth("GET", "/dashboard/aggregations"), true));
+    assert_true(auth_required(api_route_auth("GET", "/files/NSb/NSb4FOAs9fVaQw"), true));
+    assert_true(auth_required(api_route_auth("GET", "/"), true));
+    assert_true(auth_required(api_route_auth("GET", "/hb/"), true)); /* only /hb itself is exempt */
+    assert_true(auth_required(api_route_auth("GET", NULL), false));
 }
 
 static void test_bearer(void **state)
