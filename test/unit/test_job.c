@@ -59,48 +59,15 @@ static void parse_ok(const char *body, job_t *job)
 
 /* ---- JSON level ---- */
 
+/* gojson's texts (test_gojson has them all) reach the client wrapped as a Job error. */
 static void test_json_syntax_errors(void **state)
 {
     (void)state;
     static const err_case_t cases[] = {
         {"", "unexpected end of JSON input"},
-        {"  \n", "unexpected end of JSON input"},
         {"meh", "invalid character 'm' looking for beginning of value"},
         {"{\"foo\"}", "invalid character '}' after object key"},
-        {"{", "unexpected end of JSON input"},
-        {"{\"url\"", "unexpected end of JSON input"},
-        {"{\"url\":", "unexpected end of JSON input"},
-        {"\"abc", "unexpected end of JSON input"},
-        {"{\"a\":1,}", "invalid character '}' looking for beginning of object key string"},
-        {"[1,]", "invalid character ']' looking for beginning of value"},
-        {"{\"a\" 1}", "invalid character '1' after object key"},
-        {"{\"a\":1 \"b\":2}", "invalid character '\"' after object key:value pair"},
-        {"[1 2]", "invalid character '2' after array element"},
-        {"{} x", "invalid character 'x' after top-level value"},
-        {"{}{}", "invalid character '{' after top-level value"},
-        {"tru", "invalid character ' ' in literal true (expecting 'e')"},
-        {"nul", "invalid character ' ' in literal null (expecting 'l')"},
-        {"fals", "invalid character ' ' in literal false (expecting 'e')"},
-        {"nx", "invalid character 'x' in literal null (expecting 'u')"},
-        {"{\"a\":tx}", "invalid character 'x' in literal true (expecting 'r')"},
-        {"{\"a\":fx}", "invalid character 'x' in literal false (expecting 'a')"},
-        {"{\"a\":01}", "invalid character '1' after object key:value pair"},
-        {"{\"a\":-}", "invalid character '}' in numeric literal"},
-        {"-", "invalid character ' ' in numeric literal"},
-        {"{\"a\":1.}", "invalid character '}' after decimal point in numeric literal"},
-        {"{\"a\":1e}", "invalid character '}' in exponent of numeric literal"},
-        {"{\"a\":1e+}", "invalid character '}' in exponent of numeric literal"},
-        {"{\"a\":\"\x01\"}", "invalid character '\\x01' in string literal"},
-        {"{\"a\":\"\t\"}", "invalid character '\\t' in string literal"},
-        {"{\"a\":\"\\q\"}", "invalid character 'q' in string escape code"},
         {"{\"a\":\"\\u12g4\"}", "invalid character 'g' in \\u hexadecimal character escape"},
-        {"{'a':1}", "invalid character '\\'' looking for beginning of object key string"},
-        {"{\"a\":'x'}", "invalid character '\\'' looking for beginning of value"},
-        {"\xff", "invalid character '\xc3\xbf' looking for beginning of value"},
-        {"\x80", "invalid character '\\u0080' looking for beginning of value"},
-        {"\\", "invalid character '\\\\' looking for beginning of value"},
-        {"/*c*/{}", "invalid character '/' looking for beginning of value"},
-        {"{\"a\":1}\n\x7f", "invalid character '\\x7f' after top-level value"},
     };
     RUN_JOB_ERRS(cases);
 }
@@ -131,39 +98,6 @@ static void test_json_type_errors(void **state)
     RUN_JOB_ERRS(cases);
 }
 
-static char *repeat(const char *a, size_t na, const char *b, size_t nb)
-{
-    char *s = malloc(na + nb + 1);
-    assert_non_null(s);
-    memset(s, a[0], na);
-    memset(s + na, b[0], nb);
-    s[na + nb] = '\0';
-    return s;
-}
-
-static void test_json_depth(void **state)
-{
-    (void)state;
-    char *deep = repeat("[", 10001, "]", 10001);
-    expect_err_n(deep, strlen(deep), JOB_ERR_JOB, "invalid character '[' exceeded max depth");
-    free(deep);
-    deep = repeat("[", 10000, "]", 10000);
-    expect_err_n(deep, strlen(deep), JOB_ERR_JOB,
-                 "json: cannot unmarshal array into Go value of type " GO_MAP);
-    free(deep);
-    /* 1 object + 9999 arrays = depth 10000: accepted, unknown key ignored. */
-    char *arr = repeat("[", 9999, "]", 9999);
-    size_t n = strlen(arr) + 256;
-    char *body = malloc(n);
-    assert_non_null(body);
-    snprintf(body, n, "{" OKJOB ",\"x\":%s}", arr);
-    job_t job;
-    parse_ok(body, &job);
-    job_free(&job);
-    free(body);
-    free(arr);
-}
-
 /* The body is the raw bytes given (len), not up to a NUL; the message echoes it. */
 static void test_json_raw_bytes(void **state)
 {
@@ -186,28 +120,16 @@ static void test_json_raw_bytes(void **state)
                  "Could not parse URL: parse \"foo\": invalid URI for request");
 }
 
-/* Go's string decoding: invalid UTF-8 and lone surrogates become U+FFFD. */
+/* gojson decodes strings the Go way (test_gojson has the cases); the job keeps that. */
 static void test_json_string_decoding(void **state)
 {
     (void)state;
     static const struct {
         const char *extra_json, *want;
     } cases[] = {
-        {"\"caf\xc3\xa9\"", "caf\xc3\xa9"},
         {"\"caf\\u00e9\"", "caf\xc3\xa9"},
-        {"\"a\xff"
-         "b\"",
-         "a\xef\xbf\xbd"
-         "b"},
-        {"\"\xed\xa0\x80\"", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
-        {"\"\\ud83d\\ude00\"", "\xf0\x9f\x98\x80"},
-        {"\"\\ud800\"", "\xef\xbf\xbd"},
-        {"\"\\udc00x\"", "\xef\xbf\xbdx"},
         {"\"\\ud800\\u0041\"", "\xef\xbf\xbd"
                                "A"},
-        {"\"\\ud800\\ud800\\udc00\"", "\xef\xbf\xbd\xf0\x90\x80\x80"},
-        {"\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\/\b\f\n\r\t"},
-        {"\"\x7f\"", "\x7f"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char body[512];
@@ -530,18 +452,7 @@ static void test_row11_request_headers(void **state)
         {"{" OKJOB ",\"request_headers\":{\"A\":[1,\"x\",null,true,{}]}}",
          HDR_MSG "[%!s(float64=1) x <nil> %!s(bool=true) map[]]"},
         {"{" OKJOB ",\"request_headers\":{\"A\":1.5e6}}", HDR_MSG "%!s(float64=1.5e+06)"},
-        {"{" OKJOB ",\"request_headers\":{\"A\":0.00001}}", HDR_MSG "%!s(float64=1e-05)"},
-        {"{" OKJOB ",\"request_headers\":{\"A\":0.0001}}", HDR_MSG "%!s(float64=0.0001)"},
-        {"{" OKJOB ",\"request_headers\":{\"A\":0.1}}", HDR_MSG "%!s(float64=0.1)"},
-        {"{" OKJOB ",\"request_headers\":{\"A\":100}}", HDR_MSG "%!s(float64=100)"},
-        {"{" OKJOB ",\"request_headers\":{\"A\":123456}}", HDR_MSG "%!s(float64=123456)"},
         {"{" OKJOB ",\"request_headers\":{\"A\":1234567}}", HDR_MSG "%!s(float64=1.234567e+06)"},
-        {"{" OKJOB ",\"request_headers\":{\"A\":-2.5}}", HDR_MSG "%!s(float64=-2.5)"},
-        {"{" OKJOB ",\"request_headers\":{\"A\":-0}}", HDR_MSG "%!s(float64=-0)"},
-        {"{" OKJOB ",\"request_headers\":{\"A\":1e21}}", HDR_MSG "%!s(float64=1e+21)"},
-        {"{" OKJOB ",\"request_headers\":{\"A\":1e-300}}", HDR_MSG "%!s(float64=1e-300)"},
-        {"{" OKJOB ",\"request_headers\":{\"A\":12345678901234567890}}",
-         HDR_MSG "%!s(float64=1.2345678901234567e+19)"},
         /* the first offending value in document order; repeated keys: last wins */
         {"{" OKJOB ",\"request_headers\":{\"B\":1,\"A\":2}}", HDR_MSG "%!s(float64=1)"},
         {"{" OKJOB ",\"request_headers\":{\"A\":\"ok\",\"A\":5}}", HDR_MSG "%!s(float64=5)"},
@@ -1000,7 +911,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_syntax_errors),
         cmocka_unit_test(test_json_type_errors),
-        cmocka_unit_test(test_json_depth),
         cmocka_unit_test(test_json_raw_bytes),
         cmocka_unit_test(test_json_string_decoding),
         cmocka_unit_test(test_row1_url),
