@@ -33,12 +33,19 @@ int gojson_check(const char *data, size_t len, gojson_buf_t *err);
 /* A NUL-terminated copy of checked JSON text for yajl with Go's string decoding applied
  * (invalid UTF-8 and lone surrogate escapes become U+FFFD). NULL with why set on a
  * number that overflows float64 ("json: cannot unmarshal number 1e400 into Go value of
- * type float64") or OOM. */
+ * type float64") or OOM. An escaped NUL (\u0000) decodes to GOJSON_NUL_MARK instead of
+ * cutting the C string there. */
 char *gojson_prepare(const char *s, size_t n, gojson_buf_t *why);
 
 /* json.Unmarshal(body, &map[string]interface{}): *root is the object (free with
  * yajl_tree_free), or NULL for a `null` body. 0, or -1 with Go's error text in why. */
 int gojson_load_object(const char *body, size_t len, yajl_val *root, gojson_buf_t *why);
+
+/* What a decoded string holds where the JSON had an escaped NUL: the CESU-8 bytes of a
+ * lone surrogate, which decoding never yields otherwise. Not valid UTF-8: a string that
+ * has it must be rejected (gojson_has_nul), never stored. */
+#define GOJSON_NUL_MARK "\xED\xB0\x80"
+bool gojson_has_nul(const char *s);
 
 /* obj[key]; the last value when the key repeats (Go map semantics). NULL if absent. */
 yajl_val gojson_get(yajl_val obj, const char *key);

@@ -2,12 +2,17 @@
 #ifndef DOWNLOADER_URI_H
 #define DOWNLOADER_URI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Returns 0 when s passes, -1 otherwise with Go's error text in err, e.g.
  * `parse "": empty url`, `parse "foo": invalid URI for request`,
  * `parse "http://a b": invalid character " " in host name`. */
 int uri_check_request(const char *s, char *err, size_t errlen);
+
+/* Ours: does s start with http:// or https:// (scheme in any case) and a non-empty
+ * host? What the service can fetch or post to; anything else never succeeds. */
+bool uri_is_http(const char *s);
 
 /* Go url.Parse(base), then Path = path.Join(Path, elem), then URL.String(): the
  * download_url rule of §7.4 (path cleaned and re-escaped, query and fragment kept).

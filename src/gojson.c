@@ -423,7 +423,10 @@ static unsigned long hex4(const char *s)
 }
 
 /* Copies one escape of a string; lone UTF-16 surrogates become U+FFFD like Go's
- * unquote (yajl would mangle them). Returns the input bytes consumed. */
+ * unquote (yajl would mangle them). An escaped NUL, which would cut yajl's C string,
+ * becomes a lone low surrogate: yajl decodes that to GOJSON_NUL_MARK, which no other
+ * input can produce once lone surrogates and invalid UTF-8 are replaced. Returns the
+ * input bytes consumed. */
 static size_t copy_escape(const char *s, size_t n, gojson_buf_t *out)
 {
     if (s[1] != 'u') {
@@ -431,6 +434,10 @@ static size_t copy_escape(const char *s, size_t n, gojson_buf_t *out)
         return 2;
     }
     unsigned long cp = hex4(s + 2);
+    if (cp == 0) {
+        gojson_buf_adds(out, "\\udc00");
+        return 6;
+    }
     if (cp >= 0xD800 && cp <= 0xDBFF && n >= 12 && s[6] == '\\' && s[7] == 'u') {
         unsigned long lo = hex4(s + 8);
         if (lo >= 0xDC00 && lo <= 0xDFFF) {
@@ -729,6 +736,11 @@ void gojson_gen_str(yajl_gen g, const char *s)
     }
     yajl_gen_string(g, (const unsigned char *)s, n);
     free(fixed.p);
+}
+
+bool gojson_has_nul(const char *s)
+{
+    return s && strstr(s, GOJSON_NUL_MARK) != NULL;
 }
 
 void gojson_render(gojson_buf_t *b, yajl_val v)

@@ -127,6 +127,38 @@ static int fail(pctx_t *c, const char *reason)
     return -1;
 }
 
+/* Our caps on request fields (docs/api.md, deliberate differences): a longer value is
+ * refused at the door instead of becoming a Redis key, a label or a failed download. */
+#define CAP_URL 8192
+#define CAP_AGGR_ID 256
+#define CAP_EXTRA 65536
+#define CAP_HEADER_NAME 256
+#define CAP_HEADER_VALUE 8192
+
+/* Our door checks of a string field: no escaped NUL (it would cut the value), and at
+ * most cap bytes (0: no cap). NULL passes. */
+static int door_str(pctx_t *c, const char *field, const char *s, size_t cap)
+{
+    if (!s) return 0;
+    if (gojson_has_nul(s)) {
+        gojson_buf_printf(c->why, "%s must not contain a NUL character (\\u0000)", field);
+        return -1;
+    }
+    if (cap && strlen(s) > cap) {
+        gojson_buf_printf(c->why, "%s is longer than %zu bytes", field, cap);
+        return -1;
+    }
+    return 0;
+}
+
+/* Ours: a URL the service would fetch or post to must be http or https with a host. */
+static int door_http(pctx_t *c, const char *field, const char *url)
+{
+    if (uri_is_http(url)) return 0;
+    gojson_buf_printf(c->why, "%s must be an http or https URL with a host", field);
+    return -1;
+}
+
 /* Replaces *dst with a copy of s (NULL stays NULL). */
 static int set_str(pctx_t *c, char **dst, const char *s)
 {
@@ -151,7 +183,8 @@ static int step_url(pctx_t *c)
 {
     const char *url = gojson_get_str(c->root, "url");
     if (!url) return fail(c, "URL must be a string");
-    if (check_uri(c, url, "Could not parse URL: ")) return -1;
+    if (door_str(c, "url", url, CAP_URL)) return -1;
+    if (check_uri(c, url, "Could not parse URL: ") || door_http(c, "url", url)) return -1;
     return set_str(c, &c->job->url, url);
 }
 
@@ -160,6 +193,7 @@ static int step_aggr_id(pctx_t *c)
     const char *id = gojson_get_str(c->root, "aggr_id");
     if (!id) return fail(c, "aggr_id must be a string");
     if (!*id) return fail(c, "aggr_id cannot be empty");
+    if (door_str(c, "aggr_id", id, CAP_AGGR_ID)) return -1;
     return set_str(c, &c->job->aggr_id, id);
 }
 
@@ -168,6 +202,7 @@ static int step_s3(pctx_t *c)
     const char *region = gojson_get_str(c->root, "s3_region");
     const char *bucket = gojson_get_str(c->root, "s3_bucket");
     bool has_region = region && *region, has_bucket = bucket && *bucket;
+    if (door_str(c, "s3_region", region, 0) || door_str(c, "s3_bucket", bucket, 0)) return -1;
     if (set_str(c, &c->job->s3_region, region) || set_str(c, &c->job->s3_bucket, bucket)) return -1;
     if (!has_bucket && has_region) return fail(c, "s3_region provided without an s3_bucket");
     if (!has_region && has_bucket) return fail(c, "s3_bucket provided without an s3_region");
@@ -178,7 +213,9 @@ static int step_callback_url(pctx_t *c)
 {
     const char *url = gojson_get_str(c->root, "callback_url");
     if (!url) return 0;
+    if (door_str(c, "callback_url", url, CAP_URL)) return -1;
     if (check_uri(c, url, "Could not parse callback URL: ")) return -1;
+    if (door_http(c, "callback_url", url)) return -1;
     return set_str(c, &c->job->callback_url, url);
 }
 
@@ -199,8 +236,14 @@ static int step_callback_pair(pctx_t *c)
     bool bucket = c->job->s3_bucket && *c->job->s3_bucket;
     const char *type = gojson_get_str(c->root, "callback_type");
     const char *dst = gojson_get_str(c->root, "callback_dst");
+    yajl_val cb_url = gojson_get(c->root, "callback_url");
+    /* ours: a callback_url of the wrong type is what is wrong, not the missing pair */
+    if (!type && !bucket && cb_url && !YAJL_IS_NULL(cb_url))
+        return fail(c, "callback_url must be a string");
     if (!type && !bucket) return fail(c, "callback_type must be a string");
     if (!dst && !bucket) return fail(c, "callback_dst must be a string");
+    if (door_str(c, "callback_type", type, 0) || door_str(c, "callback_dst", dst, CAP_URL))
+        return -1;
     if (!bucket && (!*type || !*dst)) return fail_both(c, type, dst);
     if (dst && strncmp(dst, "http", 4) == 0 && check_uri(c, dst, "Could not parse URL: "))
         return -1;
@@ -210,7 +253,9 @@ static int step_callback_pair(pctx_t *c)
 
 static int step_extra(pctx_t *c)
 {
-    return set_str(c, &c->job->extra, gojson_get_str(c->root, "extra"));
+    const char *extra = gojson_get_str(c->root, "extra");
+    if (door_str(c, "extra", extra, CAP_EXTRA)) return -1;
+    return set_str(c, &c->job->extra, extra);
 }
 
 static int step_mime(pctx_t *c)
@@ -219,6 +264,7 @@ static int step_mime(pctx_t *c)
     if (!v) return 0;
     if (!YAJL_IS_STRING(v)) return fail(c, "MimeType pattern must be a string");
     const char *list = YAJL_GET_STRING(v);
+    if (door_str(c, "mime_type", list, 0)) return -1;
     size_t cap = 4 * strlen(list) + 64;
     char *err = malloc(cap);
     if (!err) return fail(c, "out of memory");
@@ -263,12 +309,52 @@ static int step_timeout(pctx_t *c)
     return 0;
 }
 
+/* RFC 9110 token characters, the only ones a field name may have. */
+static bool header_name_valid(const char *s)
+{
+    if (!*s) return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *s)))
+            return false;
+    return true;
+}
+
+/* Ours: request headers that could never be sent as given are refused at the door. */
+static int door_headers(pctx_t *c, const headers_t *h)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        const char *name = h->items[i].name, *value = h->items[i].value;
+        if (door_str(c, "request_headers", name, 0) || door_str(c, "request_headers", value, 0))
+            return -1;
+        if (strlen(name) > CAP_HEADER_NAME) {
+            gojson_buf_printf(c->why, "request_headers: a header name is longer than %d bytes",
+                              CAP_HEADER_NAME);
+            return -1;
+        }
+        const char *why = !header_name_valid(name) ? "is not a valid header name"
+                          : strpbrk(value, "\r\n") ? "has CR or LF in its value"
+                                                   : NULL;
+        bool too_long = !why && strlen(value) > CAP_HEADER_VALUE;
+        if (!why && !too_long) continue;
+        gojson_buf_adds(c->why, "request_headers: ");
+        buf_add_quoted(c->why, name, strlen(name));
+        if (why)
+            gojson_buf_printf(c->why, " %s", why);
+        else
+            gojson_buf_printf(c->why, " has a value longer than %d bytes", CAP_HEADER_VALUE);
+        return -1;
+    }
+    return 0;
+}
+
 static int step_headers(pctx_t *c)
 {
     yajl_val v = gojson_get(c->root, "request_headers"), bad;
     if (!v) return 0;
     if (!YAJL_IS_OBJECT(v)) return fail(c, "request_headers must be a dictionary");
-    if (headers_from_object(v, &c->job->request_headers, &bad) == 0) return 0;
+    if (headers_from_object(v, &c->job->request_headers, &bad) == 0)
+        return door_headers(c, &c->job->request_headers);
     if (!bad) return fail(c, "out of memory");
     gojson_buf_adds(
         c->why, "Values of request headers keys must be either strings or ints.Given value is ");
@@ -288,8 +374,11 @@ static int step_aggr_limit(pctx_t *c)
     double d;
     if (!gojson_num(gojson_get(c->root, "aggr_limit"), &d))
         return fail(c, "Aggregation limit must be a number");
+    /* ours: out of int64 range and fractions are named as such, not truncated */
+    if (d >= 9223372036854775808.0) return fail(c, "Aggregation limit is out of range");
     int64_t n = gojson_trunc(d);
     if (n <= 0) return fail(c, "Aggregation limit must be greater than 0");
+    if ((double)n != d) return fail(c, "Aggregation limit must be a whole number");
     c->aggr->limit = n > LONG_MAX ? LONG_MAX : (long)n;
     return 0;
 }
@@ -300,6 +389,7 @@ static int step_aggr_proxy(pctx_t *c)
     if (!v) return 0;
     if (!YAJL_IS_STRING(v)) return fail(c, "Aggregation proxy must be a string");
     const char *proxy = YAJL_GET_STRING(v);
+    if (door_str(c, "aggr_proxy", proxy, CAP_URL)) return -1;
     if (*proxy && check_uri(c, proxy, "Aggregation proxy must be a valid URI: ")) return -1;
     return set_str(c, &c->aggr->proxy, proxy);
 }

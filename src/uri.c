@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define RUNE_ERROR 0xFFFDul
 
@@ -727,4 +728,14 @@ char *uri_join_path(const char *base, const char *elem)
     if (rc == 0) rc = check_unescape(frag, ENC_FRAG, &why);
     free(why.p);
     return rc == 0 ? url_string_joined(&u, frag, elem) : NULL;
+}
+
+bool uri_is_http(const char *s)
+{
+    size_t n = strncasecmp(s, "http://", 7) == 0 ? 7 : strncasecmp(s, "https://", 8) == 0 ? 8 : 0;
+    if (!n) return false;
+    const char *host = s + n, *end = host + strcspn(host, "/?#");
+    for (const char *p = host; p < end; p++)
+        if (*p == '@') host = p + 1; /* the host follows the last '@' of the authority */
+    return host < end && *host != ':';
 }

@@ -166,6 +166,60 @@ static void test_validation_errors(void **state)
     h_resp_free(&r);
 }
 
+/* Issue 13 §5: what can never run as sent is refused with a 400 naming the field,
+ * instead of a 201 for a truncated or doomed job. */
+static void test_refused_at_the_door(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body, *reason;
+    } cases[] = {
+        {"{\"url\":\"http://a/x\\u0000.png\",\"aggr_id\":\"door\",\"aggr_limit\":1}",
+         "to Job: url must not contain a NUL character (\\u0000)\n"},
+        {"{\"url\":\"http://a/\",\"aggr_id\":\"door\\u0000x\",\"aggr_limit\":1}",
+         "to Job: aggr_id must not contain a NUL character (\\u0000)\n"},
+        {"{\"url\":\"ftp://a/\",\"aggr_id\":\"door\",\"aggr_limit\":1}",
+         "to Job: url must be an http or https URL with a host\n"},
+        {"{\"url\":\"http://a/\",\"aggr_id\":\"door\",\"aggr_limit\":1,\"callback_url\":\"http://c/"
+         "\","
+         "\"request_headers\":{\"X\":\"a\\r\\nHost: b\"}}",
+         "to Job: request_headers: \"X\" has CR or LF in its value\n"},
+        {"{\"url\":\"http://a/\",\"aggr_id\":\"door\",\"aggr_limit\":2.5,\"callback_url\":\"http://"
+         "c/\"}",
+         "to Aggregation: Aggregation limit must be a whole number\n"},
+        {"{\"url\":\"http://a/\",\"aggr_id\":\"door\",\"callback_url\":3}",
+         "to Job: callback_url must be a string\n"},
+        {"{\"url\":\"http://a/"
+         "\",\"aggr_id\":\"door\",\"aggr_limit\":9223372036854775808,\"callback_url\":\"http://c/"
+         "\"}",
+         "to Aggregation: Aggregation limit is out of range\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        h_resp_t r;
+        request("POST", "/download", cases[i].body, &r);
+        assert_int_equal(r.status, 400);
+        size_t bl = strlen(r.body), rl = strlen(cases[i].reason);
+        if (bl < rl || strcmp(r.body + bl - rl, cases[i].reason) != 0)
+            fail_msg("%s: answered %s", cases[i].body, r.body);
+        h_resp_free(&r);
+    }
+    /* a 900 kB aggr_id would have become a Redis key and a metrics label */
+    size_t n = 900 * 1000;
+    char *body = malloc(n + 128);
+    assert_non_null(body);
+    int k = snprintf(body, n + 128, "{\"url\":\"http://a/\",\"aggr_limit\":1,\"aggr_id\":\"");
+    memset(body + k, 'a', n);
+    snprintf(body + k + n, 128, "\"}");
+    h_resp_t r;
+    request("POST", "/download", body, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "to Job: aggr_id is longer than 256 bytes\n"));
+    h_resp_free(&r);
+    free(body);
+    assert_int_equal(h_redis_int(rc, "EXISTS jobs:door"), 0);
+    assert_int_equal(h_redis_int(rc, "EXISTS aggr:door"), 0);
+}
+
 /* Every route answers 405 with Allow to a method it does not implement; the routes
  * the reference serves to any method (/hb, /stats/, /dashboard/aggregations) still do. */
 static void test_methods(void **state)
@@ -493,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_aggregation_update),
         cmocka_unit_test(test_validation_errors),
         cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_refused_at_the_door),
         cmocka_unit_test(test_created_response),
         cmocka_unit_test(test_retry_rules),
         cmocka_unit_test(test_heartbeat),

@@ -180,6 +180,8 @@ static void test_string_decoding(void **state)
         {"\"\\ud800\\ud800\\udc00\"", "\xef\xbf\xbd\xf0\x90\x80\x80"},
         {"\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\/\b\f\n\r\t"},
         {"\"\x7f\"", "\x7f"},
+        /* an escaped NUL leaves a mark instead of cutting the string */
+        {"\"a\\u0000b\"", "a" GOJSON_NUL_MARK "b"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char body[512], why[256];
@@ -187,6 +189,8 @@ static void test_string_decoding(void **state)
         snprintf(body, sizeof body, "{\"s\":%s}", cases[i].json);
         assert_int_equal(load(body, &root, why, sizeof why), 0);
         assert_string_equal(gojson_get_str(root, "s"), cases[i].want);
+        assert_int_equal(gojson_has_nul(gojson_get_str(root, "s")),
+                         i == sizeof cases / sizeof cases[0] - 1);
         yajl_tree_free(root);
     }
 }

@@ -249,7 +249,9 @@ static void test_row5_callback_pair(void **state)
          "callback_type must be a string"},
         {"{" NOCB ",\"callback_type\":\"http\",\"callback_dst\":null}",
          "callback_dst must be a string"},
-        {"{" NOCB ",\"callback_url\":5}", "callback_type must be a string"},
+        /* ours: the reference says "callback_type must be a string" here */
+        {"{" NOCB ",\"callback_url\":5}", "callback_url must be a string"},
+        {"{" NOCB ",\"callback_url\":null}", "callback_type must be a string"},
         {"{" NOCB ",\"callback_url\":null,\"callback_type\":\"\",\"callback_dst\":\"x\"}",
          "You need to provide both callback_type (\"\") and callback_dst (\"x\")"},
         {"{" NOCB ",\"callback_type\":\"http\",\"callback_dst\":\"\"}",
@@ -492,7 +494,7 @@ static void test_rule_order(void **state)
     static const err_case_t cases[] = {
         {"{\"url\":\"foo\",\"aggr_id\":\"\"}",
          "Could not parse URL: parse \"foo\": invalid URI for request"},
-        {"{\"url\":\"/x\",\"aggr_id\":\"\",\"s3_region\":\"r\"}", "aggr_id cannot be empty"},
+        {"{\"url\":\"http://x/\",\"aggr_id\":\"\",\"s3_region\":\"r\"}", "aggr_id cannot be empty"},
         {"{" OKJOB ",\"callback_url\":\"x\",\"mime_type\":5}",
          "Could not parse callback URL: parse \"x\": invalid URI for request"},
         {"{" OKJOB ",\"mime_type\":\"[\",\"max_retries\":-1}", "Invalid MimeType Pattern, \"[\""},
@@ -539,11 +541,100 @@ static void test_accepted_minimal(void **state)
     parse_ok(" \n{" OKJOB ",\"url\":\"http://x/2\",\"x\":1e-400}\t ", &job);
     assert_string_equal(job.url, "http://x/2");
     job_free(&job);
-    /* Go accepts absolute paths and opaque forms as URLs */
-    parse_ok("{" OKJOB ",\"url\":\"/x\",\"callback_url\":\"localhost:8080\"}", &job);
-    assert_string_equal(job.url, "/x");
-    assert_string_equal(job.callback_url, "localhost:8080");
+    /* schemes in any case; with user info */
+    parse_ok("{" OKJOB ",\"url\":\"HTTPS://u:p@x/2\",\"callback_url\":\"Http://c:1\"}", &job);
+    assert_string_equal(job.url, "HTTPS://u:p@x/2");
+    assert_string_equal(job.callback_url, "Http://c:1");
     job_free(&job);
+}
+
+/* Ours, refused at the door (docs/api.md, deliberate differences): escaped NULs in any
+ * string field, schemes other than http(s), bad request header names and values, and
+ * fields over their length caps. */
+static char *big(const char *fmt, size_t n)
+{
+    char *fill = malloc(n + 1), *out = malloc(n + 512);
+    assert_non_null(fill);
+    assert_non_null(out);
+    memset(fill, 'a', n);
+    fill[n] = '\0';
+    snprintf(out, n + 512, fmt, fill);
+    free(fill);
+    return out;
+}
+
+static void test_door(void **state)
+{
+    (void)state;
+    static const err_case_t cases[] = {
+        {"{" OKJOB ",\"url\":\"http://a/\\u0000.png\"}",
+         "url must not contain a NUL character (\\u0000)"},
+        {"{" OKJOB ",\"aggr_id\":\"x\\u0000y\"}",
+         "aggr_id must not contain a NUL character (\\u0000)"},
+        {"{" OKJOB ",\"extra\":\"\\u0000\"}", "extra must not contain a NUL character (\\u0000)"},
+        {"{" OKJOB ",\"callback_url\":\"http://c/\\u0000\"}",
+         "callback_url must not contain a NUL character (\\u0000)"},
+        {"{" NOCB ",\"callback_type\":\"http\\u0000\",\"callback_dst\":\"http://c/\"}",
+         "callback_type must not contain a NUL character (\\u0000)"},
+        {"{" NOCB ",\"callback_type\":\"kafka\",\"callback_dst\":\"t\\u0000\"}",
+         "callback_dst must not contain a NUL character (\\u0000)"},
+        {"{" OKJOB ",\"mime_type\":\"image/*\\u0000\"}",
+         "mime_type must not contain a NUL character (\\u0000)"},
+        {"{" OKJOB ",\"s3_bucket\":\"b\\u0000\",\"s3_region\":\"r\"}",
+         "s3_bucket must not contain a NUL character (\\u0000)"},
+        {"{" OKJOB ",\"request_headers\":{\"A\":\"b\\u0000c\"}}",
+         "request_headers must not contain a NUL character (\\u0000)"},
+        {"{" OKJOB ",\"request_headers\":{\"A\\u0000\":\"b\"}}",
+         "request_headers must not contain a NUL character (\\u0000)"},
+        {"{" OKJOB ",\"url\":\"ftp://a/b\"}", "url must be an http or https URL with a host"},
+        {"{" OKJOB ",\"url\":\"file:///etc/passwd\"}",
+         "url must be an http or https URL with a host"},
+        {"{" OKJOB ",\"url\":\"/x\"}", "url must be an http or https URL with a host"},
+        {"{" OKJOB ",\"url\":\"http:///x\"}", "url must be an http or https URL with a host"},
+        {"{" OKJOB ",\"url\":\"gopher://a:70/\"}", "url must be an http or https URL with a host"},
+        {"{" OKJOB ",\"callback_url\":\"localhost:8080\"}",
+         "callback_url must be an http or https URL with a host"},
+        {"{" OKJOB ",\"callback_url\":\"dict://c:11/\"}",
+         "callback_url must be an http or https URL with a host"},
+        {"{" OKJOB ",\"request_headers\":{\"X Y\":\"v\"}}",
+         "request_headers: \"X Y\" is not a valid header name"},
+        {"{" OKJOB ",\"request_headers\":{\"X:Y\":\"v\"}}",
+         "request_headers: \"X:Y\" is not a valid header name"},
+        {"{" OKJOB ",\"request_headers\":{\"\":\"v\"}}",
+         "request_headers: \"\" is not a valid header name"},
+        {"{" OKJOB ",\"request_headers\":{\"X\\r\\nY\":\"v\"}}",
+         "request_headers: \"X\\r\\nY\" is not a valid header name"},
+        {"{" OKJOB ",\"request_headers\":{\"A\":\"ok\",\"X\":\"v\\r\\nHost: evil\"}}",
+         "request_headers: \"X\" has CR or LF in its value"},
+        {"{" OKJOB ",\"request_headers\":{\"X\":\"v\\n\"}}",
+         "request_headers: \"X\" has CR or LF in its value"},
+    };
+    RUN_JOB_ERRS(cases);
+    static const struct {
+        const char *fmt;
+        size_t ok;
+        const char *reason;
+    } caps[] = {
+        {"{" OKJOB ",\"url\":\"http://a/%s\"}", 8192 - 9, "url is longer than 8192 bytes"},
+        {"{" OKJOB ",\"callback_url\":\"http://a/%s\"}", 8192 - 9,
+         "callback_url is longer than 8192 bytes"},
+        {"{" OKJOB ",\"aggr_id\":\"%s\"}", 256, "aggr_id is longer than 256 bytes"},
+        {"{" OKJOB ",\"extra\":\"%s\"}", 65536, "extra is longer than 65536 bytes"},
+        {"{" OKJOB ",\"request_headers\":{\"%s\":\"v\"}}", 256,
+         "request_headers: a header name is longer than 256 bytes"},
+        {"{" OKJOB ",\"request_headers\":{\"X\":\"%s\"}}", 8192,
+         "request_headers: \"X\" has a value longer than 8192 bytes"},
+    };
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+        job_t job;
+        char *body = big(caps[i].fmt, caps[i].ok);
+        parse_ok(body, &job);
+        job_free(&job);
+        free(body);
+        body = big(caps[i].fmt, caps[i].ok + 1);
+        expect_err_n(body, strlen(body), JOB_ERR_JOB, caps[i].reason);
+        free(body);
+    }
 }
 
 /* ---- §3.1.2 ---- */
@@ -557,6 +648,8 @@ static void test_aggregation_via_job_parse(void **state)
         {"{\"aggr_id\":\"foo\",\"url\":\"https://x/\",\"callback_url\":\"http://localhost:8080\"}",
          "Aggregation limit must be a number"},
         {"{" OKJOB ",\"aggr_limit\":-2}", "Aggregation limit must be greater than 0"},
+        {"{" OKJOB ",\"aggr_proxy\":\"http://p\\u0000:1\"}",
+         "aggr_proxy must not contain a NUL character (\\u0000)"},
         {"{" OKJOB ",\"aggr_proxy\":null}", "Aggregation proxy must be a string"},
         {"{" OKJOB ",\"aggr_proxy\":\"example\"}",
          "Aggregation proxy must be a valid URI: parse \"example\": invalid URI for request"},
@@ -596,7 +689,12 @@ static void test_aggregation_rows(void **state)
         {"{\"aggr_id\":\"a\",\"aggr_limit\":-2}", "Aggregation limit must be greater than 0"},
         {"{\"aggr_id\":\"a\",\"aggr_limit\":0}", "Aggregation limit must be greater than 0"},
         {"{\"aggr_id\":\"a\",\"aggr_limit\":0.9}", "Aggregation limit must be greater than 0"},
-        {"{\"aggr_id\":\"a\",\"aggr_limit\":1e300}", "Aggregation limit must be greater than 0"},
+        /* ours: the reference truncates these (to INT64_MIN and 4) without notice */
+        {"{\"aggr_id\":\"a\",\"aggr_limit\":1e300}", "Aggregation limit is out of range"},
+        {"{\"aggr_id\":\"a\",\"aggr_limit\":9223372036854775808}",
+         "Aggregation limit is out of range"},
+        {"{\"aggr_id\":\"a\",\"aggr_limit\":4.7}", "Aggregation limit must be a whole number"},
+        {"{\"aggr_id\":\"a\",\"aggr_limit\":1.5}", "Aggregation limit must be a whole number"},
         {"{\"aggr_id\":\"a\",\"aggr_limit\":4,\"aggr_proxy\":null}",
          "Aggregation proxy must be a string"},
         {"{\"aggr_id\":\"a\",\"aggr_limit\":4,\"aggr_proxy\":4}",
@@ -639,7 +737,9 @@ static void test_aggregation_accepted(void **state)
 {
     (void)state;
     expect_aggr_ok("{\"aggr_id\":\"a\",\"aggr_limit\":4}", 4, NULL);
-    expect_aggr_ok("{\"aggr_id\":\"a\",\"aggr_limit\":4.7}", 4, NULL);
+    expect_aggr_ok("{\"aggr_id\":\"a\",\"aggr_limit\":4.0}", 4, NULL);
+    expect_aggr_ok("{\"aggr_id\":\"a\",\"aggr_limit\":9223372036854774784}", 9223372036854774784L,
+                   NULL);
     expect_aggr_ok("{\"aggr_id\":\"a\",\"aggr_limit\":1e18}", 1000000000000000000L, NULL);
     expect_aggr_ok("{\"aggr_id\":\"a\",\"aggr_limit\":4,\"aggr_proxy\":\"\"}", 4, "");
     expect_aggr_ok("{\"aggr_id\":\"a\",\"aggr_limit\":4,\"aggr_proxy\":\"https://example.org\"}", 4,
@@ -928,6 +1028,7 @@ int main(void)
         cmocka_unit_test(test_row11_headers_accepted),
         cmocka_unit_test(test_rule_order),
         cmocka_unit_test(test_accepted_minimal),
+        cmocka_unit_test(test_door),
         cmocka_unit_test(test_aggregation_via_job_parse),
         cmocka_unit_test(test_aggregation_rows),
         cmocka_unit_test(test_aggregation_accepted),
