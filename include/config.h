@@ -32,6 +32,7 @@ typedef struct {
     uint64_t api_read_timeout_ms;
     uint64_t api_idle_timeout_ms;
     int api_max_connections;
+    int api_max_connections_per_client; /* 0: httpd's default */
     uint64_t api_shutdown_grace_ms;
     char *api_auth_token;
     bool api_auth_read;

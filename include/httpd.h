@@ -15,6 +15,8 @@ typedef struct {
     uint64_t read_timeout_ms; /* a started request must be fully read within (default 10 s) */
     uint64_t idle_timeout_ms; /* keep-alive connection with nothing pending (default 60 s) */
     int max_connections;      /* further connections are accepted and closed (default 10000) */
+    int max_per_client;       /* from one client (IPv4 address, IPv6 /64); further ones are
+                                 accepted and closed (default 256, at most max_connections/2) */
     uint64_t stop_grace_ms;   /* httpd_stop waits this long for in-flight requests (default 10 s) */
 } httpd_limits_t;
 

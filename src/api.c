@@ -732,6 +732,7 @@ api_t *api_start(app_t *app, const char *host, int port, char *err, size_t errle
         .read_timeout_ms = cfg->api_read_timeout_ms,
         .idle_timeout_ms = cfg->api_idle_timeout_ms,
         .max_connections = cfg->api_max_connections,
+        .max_per_client = cfg->api_max_connections_per_client,
         .stop_grace_ms = cfg->api_shutdown_grace_ms,
     };
     httpd_limits_default(&limits);

@@ -256,6 +256,14 @@ static int parse_api(ctx_t *c, yajl_val a, config_t *cfg)
                      &cfg->api_shutdown_grace_ms) < 0)
         return -1;
     if (get_int_field(c, a, "max_connections", 1, &cfg->api_max_connections) < 0) return -1;
+    if (get_int_field(c, a, "max_connections_per_client", 0, &cfg->api_max_connections_per_client) <
+        0)
+        return -1;
+    if (cfg->api_max_connections_per_client >= cfg->api_max_connections)
+        return fail(c, "max_connections_per_client",
+                    "must be less than api.max_connections (%d), so that one client cannot take "
+                    "every connection",
+                    cfg->api_max_connections);
     if (get_string(c, a, "auth_token", &cfg->api_auth_token) < 0) return -1;
     return get_bool(c, a, "auth_read", &cfg->api_auth_read);
 }

@@ -8,6 +8,7 @@
  * connections. */
 #include "httpd.h"
 #include "log.h"
+#include "strmap.h"
 
 #include <errno.h>
 #include <http_parser.h>
@@ -35,6 +36,8 @@
 #define BODY_PREALLOC (256 * 1024) /* reserved up front from Content-Length */
 #define REQ_LINE_OVERHEAD 16       /* method, spaces, version, CRLFs not seen by callbacks */
 #define PUMP_CHUNK (64 * 1024)     /* file responses are read and sent in chunks of this */
+#define REJECT_LOG_MS 10000        /* refused connections are logged at most this often */
+#define PER_CLIENT_DEFAULT 256     /* max_per_client default, at most max_connections / 2 */
 
 enum req_state { R_PARSING, R_HANDLER, R_READY };
 enum timer_mode { T_NONE, T_IDLE, T_READ, T_LINGER };
@@ -105,6 +108,8 @@ struct conn {
     char *backlog; /* unparsed input kept while paused */
     size_t backlog_len;
     char peer[64];
+    char client[INET6_ADDRSTRLEN + 4]; /* the per-client key: IPv4 address or IPv6 /64 */
+    bool counted;                      /* holds one of its client's slots */
 };
 
 struct httpd {
@@ -115,6 +120,9 @@ struct httpd {
     httpd_handler_fn handler;
     void *arg;
     conn_t *conns;
+    strmap_t per_client; /* open connections by client key */
+    uint64_t reject_logged_ms;
+    long rejected; /* refused since the last log line */
     int n_conns, live, port;
     bool stopping, grace_closing;
     void (*done)(void *arg);
@@ -157,6 +165,7 @@ static void srv_handle_closed(httpd_t *h)
     if (--h->live > 0 || !h->stopping) return;
     void (*done)(void *) = h->done;
     void *arg = h->done_arg;
+    strmap_free(&h->per_client);
     free(h);
     if (done) done(arg);
 }
@@ -613,6 +622,8 @@ static void conn_close(conn_t *c)
         h->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     h->n_conns--;
+    if (c->counted) strmap_add(&h->per_client, c->client, -1);
+    c->counted = false;
     while (c->head) {
         req_t *r = fifo_pop(c);
         if (r->state == R_HANDLER)
@@ -857,6 +868,9 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     req_t *r = cb_req(p);
     if (!r || count_header(p, r, len) < 0) return -1;
+    /* http-parser (non-strict build) takes a space into the name ("Host : x");
+     * RFC 9112 section 5.1 says to reject whitespace before the colon with 400 */
+    if (memchr(at, ' ', len) || memchr(at, '\t', len)) return fail_cb(p, 400);
     if (r->headers_done) return 0; /* chunked trailers: counted, ignored */
     if (r->last_cb != CB_FIELD) {
         int rc = r->last_cb == CB_URL ? end_url(r) : end_value(r);
@@ -1144,6 +1158,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---------- accepting ---------- */
 
+/* Sets c->peer ("ip:port") and c->client: the IPv4 address, or the /64 of an IPv6
+ * one (one host commonly holds a whole /64). */
 static void peer_name(conn_t *c)
 {
     struct sockaddr_storage ss;
@@ -1151,20 +1167,41 @@ static void peer_name(conn_t *c)
     char ip[INET6_ADDRSTRLEN] = "?";
     int port = 0;
     snprintf(c->peer, sizeof c->peer, "?");
+    snprintf(c->client, sizeof c->client, "?");
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0) return;
     if (ss.ss_family == AF_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         uv_ip4_name(a, ip, sizeof ip);
         snprintf(c->peer, sizeof c->peer, "%s:%d", ip, ntohs(a->sin_port));
+        snprintf(c->client, sizeof c->client, "%s", ip);
         return;
     }
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
     uv_ip6_name(a6, ip, sizeof ip);
     port = ntohs(a6->sin6_port);
-    if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.'))
+    if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.')) {
         snprintf(c->peer, sizeof c->peer, "%s:%d", ip + 7, port);
-    else
-        snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, port);
+        snprintf(c->client, sizeof c->client, "%s", ip + 7);
+        return;
+    }
+    snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, port);
+    memset(a6->sin6_addr.s6_addr + 8, 0, 8);
+    uv_ip6_name(a6, ip, sizeof ip);
+    snprintf(c->client, sizeof c->client, "%s/64", ip);
+}
+
+/* Counts a refused connection; logs at most every REJECT_LOG_MS, so that a flood of
+ * connections does not become a flood of log lines. */
+static void note_reject(httpd_t *h, const char *why, const char *client)
+{
+    h->rejected++;
+    uint64_t now = uv_now(h->loop);
+    if (h->reject_logged_ms && now - h->reject_logged_ms < REJECT_LOG_MS) return;
+    h->reject_logged_ms = now;
+    log_warn(COMPONENT, "connections refused",
+             "reason=%s client=%s refused=%ld max_connections=%d max_connections_per_client=%d",
+             why, log_q(client), h->rejected, h->lim.max_connections, h->lim.max_per_client);
+    h->rejected = 0;
 }
 
 static void on_reject_closed(uv_handle_t *handle)
@@ -1187,7 +1224,7 @@ static void conn_reject(httpd_t *h)
     h->live++;
     (void)uv_accept((uv_stream_t *)&h->listener, (uv_stream_t *)t);
     uv_close((uv_handle_t *)t, on_reject_closed);
-    log_warn(COMPONENT, "connection rejected", "max_connections=%d", h->lim.max_connections);
+    note_reject(h, "max_connections", "");
 }
 
 static void conn_accept(httpd_t *h, conn_t *c)
@@ -1208,6 +1245,14 @@ static void conn_accept(httpd_t *h, conn_t *c)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     peer_name(c);
+    /* one client cannot take every slot: the others (a load balancer's /hb) still get in */
+    if (strmap_add(&h->per_client, c->client, 1) > h->lim.max_per_client) {
+        strmap_add(&h->per_client, c->client, -1);
+        note_reject(h, "max_connections_per_client", c->client);
+        conn_close(c);
+        return;
+    }
+    c->counted = true;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->fresh = true;
@@ -1296,6 +1341,11 @@ void httpd_limits_default(httpd_limits_t *l)
     if (!l->read_timeout_ms) l->read_timeout_ms = 10000;
     if (!l->idle_timeout_ms) l->idle_timeout_ms = 60000;
     if (l->max_connections <= 0) l->max_connections = 10000;
+    if (l->max_per_client <= 0) {
+        l->max_per_client = l->max_connections / 2;
+        if (l->max_per_client > PER_CLIENT_DEFAULT) l->max_per_client = PER_CLIENT_DEFAULT;
+        if (l->max_per_client < 1) l->max_per_client = 1;
+    }
     if (!l->stop_grace_ms) l->stop_grace_ms = 10000;
 }
 

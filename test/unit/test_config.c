@@ -213,6 +213,16 @@ static void test_security_keys(void **state)
     expect_error("{\"processor\": {\"block_private_networks\": 1}}", 0,
                  "config: processor.block_private_networks must be true or false");
     expect_error("{\"api\": {\"auth_token\": 5}}", 0, "config: api.auth_token must be a string");
+    /* one client must not be able to take every connection */
+    expect_error("{\"api\": {\"max_connections\": 100, \"max_connections_per_client\": 100}}", 0,
+                 "config: api.max_connections_per_client must be less than api.max_connections "
+                 "(100), so that one client cannot take every connection");
+    expect_error("{\"api\": {\"max_connections_per_client\": -1}}", 0,
+                 "config: api.max_connections_per_client must be a non-negative integer");
+    const char *cap = "{\"api\": {\"max_connections_per_client\": 40}}";
+    assert_int_equal(config_parse(cap, strlen(cap), 0, &c, err, sizeof err), 0);
+    assert_int_equal(c.api_max_connections_per_client, 40);
+    config_free(&c);
 }
 
 /* Found by fuzz_config: a repeated "kafka" backend key (keys match case-insensitively)

@@ -257,10 +257,16 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static int tcp_connect(int port)
+/* Connects to 127.0.0.1:port from the loopback address src (host order; 0: any). */
+static int tcp_connect_from(int port, uint32_t src)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return -1;
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
+    if (src && bind(fd, (struct sockaddr *)&from, sizeof from) < 0) {
+        close(fd);
+        return -1;
+    }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
@@ -272,6 +278,22 @@ static int tcp_connect(int port)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
+}
+
+static int tcp_connect(int port)
+{
+    return tcp_connect_from(port, 0);
+}
+
+static cli_t *cli_open_from(fixture_t *f, uint32_t src)
+{
+    cli_t *c = calloc(1, sizeof *c);
+    c->fd = tcp_connect_from(f->port, src);
+    if (c->fd < 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
 }
 
 static cli_t *cli_open(fixture_t *f)
@@ -746,6 +768,20 @@ static int sc_expect_continue(fixture_t *f)
     return 0;
 }
 
+/* Retries (for about a second) until a connection from src is served: GET /d's
+ * response is in r. NULL when none was. */
+static cli_t *cli_open_when_free(fixture_t *f, uint32_t src, resp_t *r)
+{
+    for (int i = 0; i < 100; i++) {
+        cli_t *c = cli_open_from(f, src);
+        if (c && cli_sends(c, "GET /d HTTP/1.1\r\n\r\n") == 0 && cli_read_resp(c, r, false) == 0)
+            return c;
+        cli_close(c);
+        sleep_ms(10);
+    }
+    return NULL;
+}
+
 static int sc_max_connections(fixture_t *f)
 {
     resp_t *r = new_resp();
@@ -765,18 +801,70 @@ static int sc_max_connections(fixture_t *f)
     CHECK_STR(f, r->body, "GET /a2 q= h=- b=0:");
     cli_close(b);
     /* a slot is free again once b is gone */
-    for (int i = 0; i < 100; i++) {
-        c = cli_open(f);
-        CHECK(f, c);
-        if (cli_sends(c, "GET /d HTTP/1.1\r\n\r\n") == 0 && cli_read_resp(c, r, false) == 0) break;
-        cli_close(c);
-        c = NULL;
-        sleep_ms(10);
-    }
+    c = cli_open_when_free(f, 0, r);
     CHECK(f, c);
     CHECK_STR(f, r->body, "GET /d q= h=- b=0:");
     cli_close(c);
     cli_close(a);
+    free(r);
+    return 0;
+}
+
+#define LOOPBACK_1 0x7f000001u /* 127.0.0.1 */
+#define LOOPBACK_2 0x7f000002u /* 127.0.0.2 */
+
+/* Issue 13: one client holding its maximum of idle connections neither gets more nor
+ * keeps another client (a load balancer's /hb) out. */
+static int sc_per_client(fixture_t *f)
+{
+    resp_t *r = new_resp();
+    cli_t *held[3];
+    for (int i = 0; i < 3; i++) {
+        held[i] = cli_open_from(f, LOOPBACK_1);
+        CHECK(f, held[i]);
+        TRY(f, cli_sends(held[i], "GET /a HTTP/1.1\r\n\r\n"));
+        TRY(f, cli_read_resp(held[i], r, false)); /* accepted and counted */
+    }
+    cli_t *extra = cli_open_from(f, LOOPBACK_1);
+    CHECK(f, extra);
+    cli_sends(extra, "GET /x HTTP/1.1\r\n\r\n"); /* may fail: closed at once */
+    CHECK(f, cli_eof(extra));
+    cli_close(extra);
+    cli_t *lb = cli_open_from(f, LOOPBACK_2);
+    CHECK(f, lb);
+    TRY(f, cli_sends(lb, "GET /hb HTTP/1.1\r\n\r\n"));
+    TRY(f, cli_read_resp(lb, r, false));
+    CHECK_INT(f, r->status, 200);
+    CHECK_STR(f, r->body, "GET /hb q= h=- b=0:");
+    cli_close(lb);
+    /* the held connections still work, and a freed slot is the client's again */
+    TRY(f, cli_sends(held[0], "GET /a2 HTTP/1.1\r\n\r\n"));
+    TRY(f, cli_read_resp(held[0], r, false));
+    CHECK_STR(f, r->body, "GET /a2 q= h=- b=0:");
+    cli_close(held[1]);
+    cli_t *again = cli_open_when_free(f, LOOPBACK_1, r);
+    CHECK(f, again);
+    CHECK_STR(f, r->body, "GET /d q= h=- b=0:");
+    cli_close(again);
+    cli_close(held[0]);
+    cli_close(held[2]);
+    free(r);
+    return 0;
+}
+
+/* RFC 9112 section 5.1: whitespace between a field name and the colon is a 400. */
+static int sc_space_before_colon(fixture_t *f)
+{
+    resp_t *r = new_resp();
+    static const char *bad[] = {"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+                                "GET / HTTP/1.1\r\nHost\t: x\r\n\r\n",
+                                "GET / HTTP/1.1\r\nA: b\r\nX-Y  : z\r\n\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        TRY(f, roundtrip(f, bad[i], r));
+        CHECK_INT(f, r->status, 400);
+    }
+    TRY(f, roundtrip(f, "GET / HTTP/1.1\r\nHost:  x \r\n\r\n", r));
+    CHECK_INT(f, r->status, 200);
     free(r);
     return 0;
 }
@@ -1197,8 +1285,22 @@ static void test_expect_continue(void **state)
 static void test_max_connections(void **state)
 {
     (void)state;
-    httpd_limits_t l = {.max_connections = 2};
+    /* the total cap alone: one client may take both (the default would allow one) */
+    httpd_limits_t l = {.max_connections = 2, .max_per_client = 2};
     run_scenario(&l, sc_max_connections);
+}
+
+static void test_per_client(void **state)
+{
+    (void)state;
+    httpd_limits_t l = {.max_connections = 10, .max_per_client = 3};
+    run_scenario(&l, sc_per_client);
+}
+
+static void test_space_before_colon(void **state)
+{
+    (void)state;
+    run_scenario(NULL, sc_space_before_colon);
 }
 
 static void test_stop_inflight(void **state)
@@ -1357,6 +1459,8 @@ int main(void)
         cmocka_unit_test(test_http10),
         cmocka_unit_test(test_expect_continue),
         cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_per_client),
+        cmocka_unit_test(test_space_before_colon),
         cmocka_unit_test(test_stop_inflight),
         cmocka_unit_test(test_stop_grace_expires),
         cmocka_unit_test(test_client_gone),
