@@ -2,8 +2,9 @@
  * (loopback, private, link-local, multicast, unspecified, CGNAT, "this network",
  * reserved; IPv4-mapped, -compatible and NAT64 IPv6 forms count as their IPv4 address),
  * parses and matches CIDRs, and decides whether a connection to an address is allowed
- * under processor.block_private_networks + processor.allow_cidrs. Pure functions, no
- * I/O: fetch calls it from curl's open-socket callback with the address curl is about
+ * under processor.block_private_networks + processor.allow_cidrs. Pure functions apart
+ * from netguard_socket, the checkpoint that fetch (downloads) and backend_http
+ * (callbacks) install as curl's open-socket callback, with the address curl is about
  * to connect to. */
 #ifndef DOWNLOADER_NETGUARD_H
 #define DOWNLOADER_NETGUARD_H
@@ -62,6 +63,20 @@ bool netguard_cidr_match(const netguard_cidr_t *c, const struct sockaddr *sa, si
 int netguard_init(netguard_t *g, bool on, const char *const *cidrs, size_t n, char *err,
                   size_t errlen);
 void netguard_free(netguard_t *g);
+
+/* The guard as configured, failing closed: when the allow list cannot be built it is
+ * dropped and the guard stays on. */
+void netguard_setup(netguard_t *g, bool on, const char *const *cidrs, size_t n);
+
+/* Why a connection was refused, after "refused to connect to <address>: ". */
+#define NETGUARD_REFUSED_WHY "private or loopback address (processor.block_private_networks)"
+
+/* The open-socket checkpoint: a new socket(family, socktype | SOCK_CLOEXEC, protocol)
+ * for a connection to sa when the guard allows it; -2 when it refuses (refused gets the
+ * address as text, *cls its class), -1 when socket() fails. */
+int netguard_socket(const netguard_t *g, int family, int socktype, int protocol,
+                    const struct sockaddr *sa, size_t salen, netguard_class_t *cls, char *refused,
+                    size_t len);
 
 /* May a connection go to this address? Allowed when the guard is off, the address is
  * public, or it lies inside an allowed CIDR. *cls (may be NULL) gets its class. */

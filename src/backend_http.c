@@ -5,9 +5,12 @@
  * status decides: 2xx = delivered (redirects followed like Go), anything else or a
  * transport error is a retriable failure; Retry-After on 429/503 becomes
  * retry_after_ms. With backends.http.signing_secret each POST carries the Standard
- * Webhooks headers, HMAC-SHA256 computed with libcrypto. */
+ * Webhooks headers, HMAC-SHA256 computed with libcrypto. With
+ * processor.block_private_networks the SSRF guard (netguard, same allow list as
+ * downloads) checks every address a POST connects to; a refusal fails for good. */
 #include "backend_impl.h"
 #include "log.h"
+#include "netguard.h"
 
 #include <ctype.h>
 #include <openssl/crypto.h>
@@ -41,6 +44,7 @@ typedef struct http_req {
     char status_text[128]; /* "500 Internal Server Error" from the last status line */
     char retry_after[64];  /* Retry-After of the last response */
     char errbuf[CURL_ERROR_SIZE];
+    char refused[64]; /* the last address the guard refused, "" when none */
     struct http_req *prev, *next;
 } http_req_t;
 
@@ -51,6 +55,7 @@ struct backend_http {
     unsigned char *key; /* HMAC key; NULL: callbacks are not signed */
     size_t keylen;
     http_req_t *reqs; /* transfers running in curlm */
+    netguard_t guard; /* SSRF guard; guard.on = false when not configured */
 };
 
 /* ---------- small helpers ---------- */
@@ -234,6 +239,21 @@ static size_t on_header(char *buf, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* curl is about to open a connection (destination, redirect hop or proxy): the SSRF
+ * guard's checkpoint, installed only when the guard is on. */
+static curl_socket_t on_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    http_req_t *r = arg;
+    netguard_class_t cls;
+    (void)purpose;
+    int fd = netguard_socket(&r->h->guard, a->family, a->socktype, a->protocol, &a->addr,
+                             a->addrlen, &cls, r->refused, sizeof r->refused);
+    if (fd == -2)
+        log_debug("backend_http", "connection refused by the SSRF guard", "address=%s class=%s",
+                  r->refused, log_q(netguard_class_name(cls)));
+    return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
 /* ---------- one POST ---------- */
 
 static void set_proxy(CURL *e)
@@ -279,6 +299,10 @@ static void set_options(const backend_http_t *h, http_req_t *r, const char *url,
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    if (h->guard.on) {
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
+    }
     set_proxy(e);
 }
 
@@ -325,10 +349,17 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
     backend_result_t res;
     char *url = NULL;
     curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url);
-    if (rc == CURLE_OK)
+    if (rc == CURLE_OK) {
         status_result(r, &res);
-    else
+    } else if (rc == CURLE_COULDNT_CONNECT && r->refused[0]) {
+        /* no usable address: the guard refused at least one; final, like downloads */
+        char q[384];
+        quote_url(url, q, sizeof q);
+        backend_fail(&res, false, "Post \"%s\": refused to connect to %s: " NETGUARD_REFUSED_WHY, q,
+                     r->refused);
+    } else {
         transport_fail(&res, url, r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+    }
     if (!res.ok)
         log_debug("backend_http", "callback not delivered", "url=%s error=%s",
                   log_q(log_redact_url(url)), log_q(res.error));
@@ -385,6 +416,7 @@ static void http_destroy(backend_t *b)
     backend_http_t *h = (backend_http_t *)b;
     if (h->key) OPENSSL_cleanse(h->key, h->keylen);
     free(h->key);
+    netguard_free(&h->guard);
     free(h);
 }
 
@@ -409,7 +441,10 @@ backend_t *backend_http_new(uv_loop_t *loop, curlm_t *m, const config_t *cfg, ch
         free(h);
         return NULL;
     }
+    netguard_setup(&h->guard, cfg->block_private_networks, (const char *const *)cfg->allow_cidrs,
+                   cfg->n_allow_cidrs);
     backend_init(&h->base, &http_ops, loop);
-    log_info("backend_http", "started", "timeout_ms=%ld signed=%d", h->timeout_ms, h->key != NULL);
+    log_info("backend_http", "started", "timeout_ms=%ld signed=%d ssrf_guard=%d", h->timeout_ms,
+             h->key != NULL, h->guard.on);
     return &h->base;
 }

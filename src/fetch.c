@@ -245,10 +245,7 @@ static void fail_transport(fetch_t *f, CURLcode rc)
 static void fail_refused(fetch_t *f)
 {
     char detail[192];
-    snprintf(detail, sizeof detail,
-             "refused to connect to %s: private or loopback address "
-             "(processor.block_private_networks)",
-             f->refused);
+    snprintf(detail, sizeof detail, "refused to connect to %s: " NETGUARD_REFUSED_WHY, f->refused);
     fail(f, "performing request", detail, false, false, "download.response.blocked");
 }
 
@@ -836,13 +833,12 @@ static curl_socket_t on_opensocket(void *arg, curlsocktype purpose, struct curl_
     fetch_t *f = arg;
     netguard_class_t cls;
     (void)purpose;
-    if (!netguard_allowed(&f->guard, &a->addr, a->addrlen, &cls)) {
-        netguard_addr_str(&a->addr, a->addrlen, f->refused, sizeof f->refused);
+    int fd = netguard_socket(&f->guard, a->family, a->socktype, a->protocol, &a->addr, a->addrlen,
+                             &cls, f->refused, sizeof f->refused);
+    if (fd == -2)
         log_debug("fetch", "connection refused by the SSRF guard", "url=%s address=%s class=%s",
                   log_q(log_redact_url(f->url)), f->refused, log_q(netguard_class_name(cls)));
-        return CURL_SOCKET_BAD;
-    }
-    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    return fd < 0 ? CURL_SOCKET_BAD : fd;
 }
 
 static long or_default(long v, long def)
@@ -947,10 +943,7 @@ static fetch_t *fetch_alloc(uv_loop_t *loop, curlm_t *m, const fetch_opts_t *opt
     f->req.data = f;
     f->url = strdup(req->url ? req->url : "");
     f->tmp_path = strdup(req->tmp_path ? req->tmp_path : "");
-    /* an allow list that cannot be built is dropped: the guard then fails closed */
-    if (opts->block_private_networks &&
-        netguard_init(&f->guard, true, opts->allow_cidrs, opts->n_allow_cidrs, NULL, 0) < 0)
-        f->guard.on = true;
+    netguard_setup(&f->guard, opts->block_private_networks, opts->allow_cidrs, opts->n_allow_cidrs);
     if (!f->url || !f->tmp_path) {
         fetch_free(f);
         return NULL;

@@ -1,10 +1,11 @@
 /* netguard: the address rules of the SSRF guard (processor.block_private_networks,
  * processor.allow_cidrs). Classifies raw IPv4/IPv6 addresses, parses and matches
  * CIDRs, and answers "may we connect there?" for a socket address. It has no state
- * besides the parsed allow list and does no I/O; fetch asks it from curl's open-socket
- * callback, i.e. about the address actually being connected to (after DNS, on every
- * redirect hop, and for proxies), and config uses netguard_cidr_parse to validate the
- * allow list at start. */
+ * besides the parsed allow list and no I/O but the socket() of its checkpoint; fetch
+ * (downloads) and backend_http (callbacks) install netguard_socket as curl's
+ * open-socket callback, i.e. it sees the address actually being connected to (after
+ * DNS, on every redirect hop, and for proxies), and config uses netguard_cidr_parse to
+ * validate the allow list at start. */
 #include "netguard.h"
 
 #include <arpa/inet.h>
@@ -232,6 +233,22 @@ void netguard_free(netguard_t *g)
     free(g->allow);
     g->allow = NULL;
     g->n_allow = 0;
+}
+
+void netguard_setup(netguard_t *g, bool on, const char *const *cidrs, size_t n)
+{
+    if (netguard_init(g, on, on ? cidrs : NULL, on ? n : 0, NULL, 0) < 0) g->on = true;
+}
+
+int netguard_socket(const netguard_t *g, int family, int socktype, int protocol,
+                    const struct sockaddr *sa, size_t salen, netguard_class_t *cls, char *refused,
+                    size_t len)
+{
+    if (!netguard_allowed(g, sa, salen, cls)) {
+        netguard_addr_str(sa, salen, refused, len);
+        return -2;
+    }
+    return socket(family, socktype | SOCK_CLOEXEC, protocol);
 }
 
 bool netguard_allowed(const netguard_t *g, const struct sockaddr *sa, size_t salen,

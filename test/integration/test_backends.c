@@ -129,16 +129,22 @@ static void ctx_init(ctx_t *c, int n)
     c->cfg.kafka_props = c->props;
 }
 
-static void ctx_http(ctx_t *c, int n, uint64_t timeout_ms, const char *secret)
+/* The http backend on c->cfg as set so far. */
+static void ctx_http_start(ctx_t *c)
 {
     char err[256] = "";
-    ctx_init(c, n);
-    c->cfg.http_timeout_ms = timeout_ms;
-    c->cfg.http_signing_secret = (char *)secret;
     c->m = curlm_new(&c->loop, 0);
     assert_non_null(c->m);
     c->b = backend_http_new(&c->loop, c->m, &c->cfg, err, sizeof err);
     assert_non_null(c->b);
+}
+
+static void ctx_http(ctx_t *c, int n, uint64_t timeout_ms, const char *secret)
+{
+    ctx_init(c, n);
+    c->cfg.http_timeout_ms = timeout_ms;
+    c->cfg.http_signing_secret = (char *)secret;
+    ctx_http_start(c);
 }
 
 static void ctx_prop(ctx_t *c, const char *name, const char *value)
@@ -253,6 +259,17 @@ static yajl_val headers_of(yajl_val cb)
     return yajl_tree_get(cb, path, yajl_t_object);
 }
 
+/* One send on a fresh context; its result, then the context closed and freed. */
+static void send_single(ctx_t *c, const char *dst, backend_result_t *out)
+{
+    slot_t slots[1];
+    send_all(c, slots, dst);
+    assert_true(run_until(c, all_done, 10000));
+    *out = c->res[0];
+    ctx_close(c, 5000);
+    free(c->res);
+}
+
 static void test_http_delivered(void **state)
 {
     (void)state;
@@ -293,14 +310,9 @@ static void expect_failure(int fail, long status, const char *retry_after, backe
              retry_after ? "\"" : "");
     assert_int_equal(h_origin_post(&sink, "/_sink", cfg), 200);
     ctx_t c;
-    slot_t slots[1];
     sink_url(url, sizeof url, "/callback/fail");
     ctx_http(&c, 1, 5000, NULL);
-    send_all(&c, slots, url);
-    assert_true(run_until(&c, all_done, 10000));
-    *out = c.res[0];
-    ctx_close(&c, 5000);
-    free(c.res);
+    send_single(&c, url, out);
 }
 
 static void test_http_500(void **state)
@@ -416,6 +428,46 @@ static void test_http_bad_url(void **state)
     assert_false(c.res[0].ok);
     assert_memory_equal(c.res[0].error, "Post \"ftp://127.0.0.1/x\": ", 26);
     free(c.res);
+}
+
+/* processor.block_private_networks covers callbacks: the loopback sink is refused
+ * (for good, nothing reaches it) unless processor.allow_cidrs lets it through. */
+static void guarded_send(const char *url, char **cidrs, size_t n, backend_result_t *res)
+{
+    ctx_t c;
+    ctx_init(&c, 1);
+    c.cfg.block_private_networks = true;
+    c.cfg.allow_cidrs = cidrs;
+    c.cfg.n_allow_cidrs = n;
+    ctx_http_start(&c);
+    send_single(&c, url, res);
+}
+
+static void test_http_ssrf_guard(void **state)
+{
+    (void)state;
+    char url[256], want[512];
+    sink_url(url, sizeof url, "/callback/guarded");
+    backend_result_t res;
+    char *other[] = {"10.0.0.0/8"}, *loop[] = {"10.0.0.0/8", "127.0.0.0/8"};
+    guarded_send(url, NULL, 0, &res);
+    assert_false(res.ok);
+    assert_false(res.retriable);
+    snprintf(want, sizeof want,
+             "Post \"%s\": refused to connect to 127.0.0.1: private or loopback address "
+             "(processor.block_private_networks)",
+             url);
+    assert_string_equal(res.error, want);
+    guarded_send(url, other, 1, &res);
+    assert_false(res.ok);
+    assert_string_equal(res.error, want);
+    yajl_val reqs = h_origin_json(&sink, "/_requests");
+    assert_non_null(reqs);
+    assert_int_equal(reqs->u.array.len, 0); /* nothing reached the sink */
+    yajl_tree_free(reqs);
+    guarded_send(url, loop, 2, &res);
+    assert_true(res.ok);
+    assert_int_equal(res.status, 200);
 }
 
 /* POST -> 302 -> GET -> 302 -> GET 200: delivered, like Go's client. */
@@ -880,6 +932,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_http_delivered, reset_sink),
+        cmocka_unit_test_setup(test_http_ssrf_guard, reset_sink),
         cmocka_unit_test_setup(test_http_500, reset_sink),
         cmocka_unit_test_setup(test_http_404_is_retriable, reset_sink),
         cmocka_unit_test_setup(test_http_429_retry_after_seconds, reset_sink),

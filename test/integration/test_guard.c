@@ -1,9 +1,10 @@
 /* SSRF guard integration tests: the real binary (`downloader all`) with
  * processor.block_private_networks on. Without an allow list a job to the local
- * origin fails for good after one attempt with the "refused to connect" error (and
- * its callback, to the same loopback origin, is still delivered: the guard is for
- * downloads); with allow_cidrs ["127.0.0.0/8"] downloads work, but a redirect from the
- * allowed origin to the cloud metadata address or to ::1 is refused the same way. */
+ * origin fails for good after one attempt with the "refused to connect" error, and
+ * its callback, to the same loopback origin, is refused too (the guard covers
+ * callbacks): the sink never sees it and the job shows the error; with allow_cidrs
+ * ["127.0.0.0/8"] downloads and callbacks work, but a redirect from the allowed origin
+ * to the cloud metadata address or to ::1 is refused the same way. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -42,8 +43,10 @@ static void post(h_env_t *e, const char *path, bool sink, char *id)
     assert_int_equal(h_post_job(e, body, id), 201);
 }
 
-/* Waits until the job's download is Failed; returns its status object (caller frees). */
-static yajl_val wait_failed(h_env_t *e, const char *id)
+/* Polls GET /download/<id> until done(status) holds; returns the status object
+ * (caller frees). */
+static yajl_val wait_status(h_env_t *e, const char *id, bool (*done)(yajl_val v, const char *id),
+                            const char *what)
 {
     char url[256], path[64];
     snprintf(path, sizeof path, "/download/%s", id);
@@ -54,19 +57,31 @@ static yajl_val wait_failed(h_env_t *e, const char *id)
         yajl_val v =
             h_http("GET", url, NULL, NULL, &r) == 0 && r.status == 200 ? h_json(r.body) : NULL;
         h_resp_free(&r);
-        const char *state = h_jstr(v, "download_state");
-        if (state && strcmp(state, "Failed") == 0) return v;
-        if (state && strcmp(state, "Success") == 0) fail_msg("job %s succeeded", id);
+        if (v && done(v, id)) return v;
         yajl_tree_free(v);
         usleep(50000);
     }
-    fail_msg("job %s did not fail in time", id);
+    fail_msg("job %s: %s not in time", id, what);
     return NULL;
+}
+
+static bool download_failed(yajl_val v, const char *id)
+{
+    const char *state = h_jstr(v, "download_state");
+    if (state && strcmp(state, "Success") == 0) fail_msg("job %s succeeded", id);
+    return state && strcmp(state, "Failed") == 0;
+}
+
+static bool callback_failed(yajl_val v, const char *id)
+{
+    (void)id;
+    const char *err = h_jstr(v, "callback_error");
+    return err && *err;
 }
 
 static void assert_refused(h_env_t *e, const char *id, const char *msg)
 {
-    yajl_val v = wait_failed(e, id);
+    yajl_val v = wait_status(e, id, download_failed, "download failure");
     assert_string_equal(h_jstr(v, "download_error"), msg);
     assert_int_equal(h_jint(v, "download_attempts"), 1); /* final: never retried */
     assert_int_equal(h_jint(v, "response_code"), 0);
@@ -106,12 +121,18 @@ static void test_guard_without_allow_list(void **state)
     post(e, "/data/10?tag=guarded", false, id);
     post(e, "/data/10?tag=guarded", true, cb);
     assert_refused(e, id, GUARD_MSG("127.0.0.1"));
-    yajl_val p = h_wait_callback(e, cb, 15000);
-    assert_non_null(p);
-    assert_int_equal(h_jbool(p, "success"), 0);
-    assert_string_equal(h_jstr(p, "error"), GUARD_MSG("127.0.0.1"));
-    assert_string_equal(h_jstr(p, "download_url"), "");
-    yajl_tree_free(p);
+    /* the callback to the loopback sink is refused by the same guard */
+    yajl_val v = wait_status(e, cb, callback_failed, "callback error");
+    char want[512], sink[256];
+    h_origin_url(e, sink, sizeof sink, "/callback/guard");
+    snprintf(want, sizeof want,
+             "Post \"%s\": refused to connect to 127.0.0.1: private or loopback address "
+             "(processor.block_private_networks)",
+             sink);
+    assert_string_equal(h_jstr(v, "callback_error"), want);
+    yajl_tree_free(v);
+    int ok = 0;
+    assert_int_equal(h_callbacks(e, cb, &ok, NULL), 0);
     /* the origin never saw a download request */
     yajl_val reqs = h_origin_json(e, "/_requests");
     assert_non_null(reqs);
