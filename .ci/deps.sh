@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build, the tests and the benchmarks need.
-# Idempotent: only missing packages are installed; uses sudo when not root.
+# Installs the Debian packages one purpose needs: `deps.sh run` (build and `make run`:
+# compiler, libraries, redis-server, python3, curl) or `deps.sh test` (that, plus
+# cmocka, Sentinel, Chromium, Node.js with the test-only npm packages in test/, and
+# systemd for systemd-analyze). DEPS_EXTRA adds packages. Idempotent: only missing
+# packages are installed; uses sudo when not root.
 set -euo pipefail
+purpose=${1:-test}
 pkgs=(build-essential pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev libyajl-dev
-      librdkafka-dev libcmocka-dev libhttp-parser-dev libmagic-dev libssl-dev
-      redis-server redis-sentinel redis-tools python3 curl chromium nodejs npm)
+      librdkafka-dev libhttp-parser-dev libmagic-dev libssl-dev redis-server redis-tools
+      python3 curl)
+case $purpose in
+run) ;;
+test) pkgs+=(libcmocka-dev redis-sentinel chromium nodejs npm systemd) ;;
+*) echo "deps: unknown purpose $purpose (run or test)" >&2; exit 2 ;;
+esac
 [ "${DEPS_EXTRA:-}" ] && read -r -a extra <<<"$DEPS_EXTRA" && pkgs+=("${extra[@]}")
 missing=()
 for p in "${pkgs[@]}"; do
@@ -22,6 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
+[ "$purpose" = test ] || exit 0
 # the browser test's driver (playwright-core, no browser download: Debian's chromium is used)
 # and the S3 API server of test_s3 (s3rver)
 if [ -f test/package.json ] && { [ ! -d test/node_modules/playwright-core ] ||

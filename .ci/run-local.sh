@@ -1,32 +1,84 @@
 #!/usr/bin/env bash
-# `make run`: start a private redis-server under ./var when the configured one
-# does not answer, then run `downloader all`. Ctrl-C stops both.
+# `make run`: run `downloader all` on HOST:PORT (default 127.0.0.1:8000) with the given
+# config, and a private redis-server under ./var/redis when the configured Redis does not
+# answer.
+#
+# Signals: the service and the private Redis run in sessions of their own, so the
+# terminal's Ctrl-C (SIGINT to the foreground process group) reaches this script only.
+# The first SIGINT/SIGTERM is forwarded once as SIGTERM: the service drains and exits 0,
+# and only then is the private Redis stopped. A second one forwards a second SIGTERM,
+# which makes the service exit at once (exit 1, "second signal").
+# Env: HOST, PORT (api listen address), VAR (state directory, default ./var).
 set -euo pipefail
 bin=$1
 cfg=$2
+host=${HOST:-127.0.0.1}
+port=${PORT:-8000}
+var=${VAR:-$PWD/var}
 addr=$(python3 -c 'import json,sys; print((json.load(open(sys.argv[1])).get("redis") or {}).get("addr") or "localhost:6379")' "$cfg")
-host=${addr%:*}
-port=${addr##*:}
+rhost=${addr%:*}
+rport=${addr##*:}
 redis_pid=""
-cleanup() {
-    [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
-    return 0
+app=""
+signals=0
+
+say() { echo "run: $*" >&2; }
+
+stop_redis() {
+    [ -n "$redis_pid" ] || return 0
+    kill -TERM "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+    say "private redis-server stopped (data kept in $var/redis)"
+    redis_pid=""
 }
-trap cleanup EXIT
-if ! redis-cli -h "$host" -p "$port" ping >/dev/null 2>&1; then
-    mkdir -p var/redis
-    echo "run: no redis at $addr, starting a private redis-server in ./var/redis" >&2
-    redis-server --bind "$host" --port "$port" --dir "$PWD/var/redis" --appendonly yes \
-        --save "" --daemonize no --logfile "$PWD/var/redis/redis.log" &
+trap stop_redis EXIT
+
+on_signal() {
+    signals=$((signals + 1))
+    [ -n "$app" ] || exit 130
+    if [ "$signals" -eq 1 ]; then
+        say "draining (Ctrl-C again to force)"
+    else
+        say "forcing the stop"
+    fi
+    kill -TERM "$app" 2>/dev/null || true
+}
+trap on_signal INT TERM
+
+if ! redis-cli -h "$rhost" -p "$rport" ping >/dev/null 2>&1; then
+    mkdir -p "$var/redis"
+    setsid redis-server --bind "$rhost" --port "$rport" --dir "$var/redis" --appendonly yes \
+        --save "" --daemonize no --logfile "$var/redis/redis.log" </dev/null &
     redis_pid=$!
-    for _ in $(seq 50); do
-        redis-cli -h "$host" -p "$port" ping >/dev/null 2>&1 && break
+    for _ in $(seq 100); do
+        redis-cli -h "$rhost" -p "$rport" ping >/dev/null 2>&1 && break
         sleep 0.1
     done
+    redis_note="private redis-server on $addr: data in $var/redis, log in $var/redis/redis.log"
+else
+    redis_note="using the Redis already answering on $addr (not started or stopped by make run)"
 fi
-mkdir -p var/files
-"$bin" all -c "$cfg" &
+mkdir -p "$var/files" "$var/tmp"
+setsid "$bin" all --host "$host" --port "$port" -c "$cfg" </dev/null &
 app=$!
-trap 'kill -TERM $app 2>/dev/null' INT TERM
-wait $app || true
-wait $app 2>/dev/null || true
+url_host=$host
+[ "$host" = "0.0.0.0" ] || [ -z "$host" ] && url_host=127.0.0.1
+for _ in $(seq 100); do
+    kill -0 "$app" 2>/dev/null || break
+    curl -fsS -o /dev/null "http://$url_host:$port/hb" 2>/dev/null && break
+    sleep 0.1
+done
+if kill -0 "$app" 2>/dev/null; then
+    say "dashboard: http://$url_host:$port/  (api on $host:$port)"
+    say "$redis_note"
+    say "stop: Ctrl-C once drains and then stops the private Redis; twice forces"
+fi
+rc=0
+while kill -0 "$app" 2>/dev/null; do
+    # wait returns early (status > 128) when a trapped signal arrives; loop until it exits
+    wait "$app" && rc=0 || rc=$?
+done
+wait "$app" 2>/dev/null && rc=0 || { r=$?; [ "$r" -ne 127 ] && rc=$r; }
+say "downloader exited with status $rc"
+stop_redis
+exit "$rc"
