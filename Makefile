@@ -1,7 +1,9 @@
 # downloader: build, run, test and benchmark.
 #   make            build build/downloader
-#   make run        install deps, build, start redis if needed, run `downloader all`
-#   make test       install deps, build, run every test (SANITIZE=1 for ASan+UBSan)
+#   make run        install run deps, build, start redis if needed, run `downloader all`
+#                   on HOST:PORT (default 127.0.0.1:8000; .ci/run-local.sh)
+#   make test       install test deps, build, run every test (SANITIZE=1 for ASan+UBSan)
+#   make install    binary, systemd unit, /etc/downloader config and docs (PREFIX, DESTDIR)
 #   make bench      run the benchmarks in bench/
 #   make format     clang-format the sources
 
@@ -29,15 +31,19 @@ UNIT     := $(patsubst test/unit/%.c,$(BUILD)/test/unit/%,$(wildcard test/unit/t
 INTEG    := $(patsubst test/integration/%.c,$(BUILD)/test/integration/%,$(wildcard test/integration/test_*.c))
 TESTLIB  := $(patsubst test/%.c,$(BUILD)/obj/test_%.o,$(wildcard test/lib/*.c))
 WEBTESTS := $(wildcard test/dashboard/*.test.js)
+SHTESTS  := $(wildcard test/ops/test_*.sh)
 TOOLS    := $(patsubst test/tools/%.c,$(BUILD)/test/tools/%,$(wildcard test/tools/*.c))
 
-.PHONY: all deps run test unit integration bench format clean faults fuzz
+.PHONY: all deps deps-run run test unit integration bench format clean faults fuzz install
 .SECONDARY:
 
 all: $(BIN)
 
 deps:
-	@./.ci/deps.sh
+	@./.ci/deps.sh test
+
+deps-run:
+	@./.ci/deps.sh run
 
 $(BUILD)/obj/%.o: src/%.c | $(BUILD)/gen/embedded.h
 	@mkdir -p $(@D)
@@ -86,11 +92,34 @@ $(BUILD)/test/tools/%: $(BUILD)/obj/test_tools/%.o $(LIB)
 	@mkdir -p $(@D)
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-run: deps $(BIN)
-	@./.ci/run-local.sh $(BIN) config.json
+HOST ?= 127.0.0.1
+PORT ?= 8000
+run: deps-run $(BIN)
+	@HOST=$(HOST) PORT=$(PORT) ./.ci/run-local.sh $(BIN) config.json
 
 test: deps $(BIN) $(UNIT) $(INTEG) $(TOOLS)
-	@BUILD=$(BUILD) ./test/run.sh $(UNIT) $(INTEG) $(WEBTESTS)
+	@BUILD=$(BUILD) ./test/run.sh $(UNIT) $(INTEG) $(WEBTESTS) $(SHTESTS)
+
+# ---- install: `make install [PREFIX=/usr/local] [DESTDIR=]` (docs/operations.md). The
+# config under $(SYSCONFDIR)/downloader is installed only when absent, so a reinstall
+# keeps local edits; config.json.README next to it documents every key it sets.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DOCDIR     ?= $(PREFIX)/share/doc/downloader
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/docs \
+	    $(DESTDIR)$(SYSCONFDIR)/downloader
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/downloader
+	sed -e 's#/usr/local/bin/downloader#$(PREFIX)/bin/downloader#' \
+	    -e 's#/etc/downloader/#$(SYSCONFDIR)/downloader/#' contrib/downloader@.service \
+	    > $(DESTDIR)$(UNITDIR)/downloader@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/downloader@.service
+	[ -e $(DESTDIR)$(SYSCONFDIR)/downloader/config.json ] || \
+	    install -m 0640 contrib/etc/config.json $(DESTDIR)$(SYSCONFDIR)/downloader/config.json
+	install -m 0644 contrib/etc/config.json.README $(DESTDIR)$(SYSCONFDIR)/downloader/
+	install -m 0644 README.md COPYING $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
 
 unit: $(BIN) $(UNIT) $(TOOLS)
 	@BUILD=$(BUILD) ./test/run.sh $(UNIT)
