@@ -97,6 +97,18 @@ typedef struct {
 typedef void (*store_failed_fn)(store_rc_t rc, const store_failed_t *f, size_t n, void *arg);
 void store_failed(store_t *s, size_t max, store_failed_fn done, void *arg);
 
+/* Callbacks waiting for a retry (cb:delayed): their number, Redis's clock, and the first
+ * max by due time with the latest error (CallbackMeta). O(max) in Redis. */
+typedef struct {
+    const char *id, *url, *aggr_id;
+    long long callback_count;
+    const char *last_error;
+    long long due_ms;
+} store_retrying_t;
+typedef void (*store_retrying_fn)(store_rc_t rc, long long total, long long now_ms,
+                                  const store_retrying_t *r, size_t n, void *arg);
+void store_retrying(store_t *s, size_t max, store_retrying_fn done, void *arg);
+
 typedef struct {
     const char *name;      /* "<component>:<instance>" */
     long long live_until;  /* ms */

@@ -512,6 +512,43 @@ static void route_failed(app_t *app, httpd_req_t *req)
     store_failed(app->store, (size_t)limit, on_failed, req);
 }
 
+/* GET /dashboard/retrying: callbacks waiting for their next attempt (cb:delayed), how
+ * many, and the RETRYING_PAGE due soonest with their latest error. */
+#define RETRYING_PAGE 50
+
+static void on_retrying(store_rc_t rc, long long total, long long now_ms, const store_retrying_t *r,
+                        size_t n, void *arg)
+{
+    httpd_req_t *req = arg;
+    if (rc == STORE_DOWN) return respond_down(req);
+    if (rc != STORE_OK)
+        return httpd_respond_error(req, 500, "Error fetching retrying callbacks from Redis");
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(g);
+    json_kv_int(g, "count", total);
+    json_kv_int(g, "now_ms", now_ms);
+    json_str(g, "callbacks");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < n; i++) {
+        yajl_gen_map_open(g);
+        json_kv_str(g, "id", r[i].id);
+        json_kv_str(g, "url", log_redact_url(r[i].url));
+        json_kv_str(g, "aggr_id", r[i].aggr_id);
+        json_kv_int(g, "attempts", r[i].callback_count);
+        json_kv_str(g, "last_error", r[i].last_error);
+        json_kv_int(g, "next_attempt_ms", r[i].due_ms);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    respond_gen(req, g, true);
+}
+
+static void route_retrying(app_t *app, httpd_req_t *req)
+{
+    store_retrying(app->store, RETRYING_PAGE, on_retrying, req);
+}
+
 /* ---------- static files and stored files ---------- */
 
 static const char *content_type(const char *name)
@@ -656,6 +693,7 @@ static const api_route_t routes[] = {
     {"GET", "/dashboard/instances", route_instances, AUTH_READ},
     {"GET", "/dashboard/history", route_history, AUTH_READ},
     {"GET", "/dashboard/failed", route_failed, AUTH_READ},
+    {"GET", "/dashboard/retrying", route_retrying, AUTH_READ},
     {"GET", "/metrics", metrics_serve, AUTH_READ},
     {"GET", "/files/*", route_files, AUTH_READ},
     {"GET", "/*", route_static, AUTH_READ},

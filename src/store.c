@@ -39,16 +39,17 @@ enum {
     S_REAP_DONE,
     S_RENEW,
     S_RETRY,
+    S_RETRYING,
     S_STATS_GET,
     S_STATS_PUT,
     S_COUNT
 };
 
 static const char *script_names[S_COUNT] = {
-    "aggregations.lua", "cb_claim.lua",  "cb_finish.lua",  "cb_renew.lua",
-    "claim.lua",        "dl_finish.lua", "enqueue.lua",    "failed.lua",
-    "history.lua",      "instances.lua", "reap_claim.lua", "reap_done.lua",
-    "renew.lua",        "retry.lua",     "stats_get.lua",  "stats_put.lua"};
+    "aggregations.lua", "cb_claim.lua",  "cb_finish.lua", "cb_renew.lua", "claim.lua",
+    "dl_finish.lua",    "enqueue.lua",   "failed.lua",    "history.lua",  "instances.lua",
+    "reap_claim.lua",   "reap_done.lua", "renew.lua",     "retry.lua",    "retrying.lua",
+    "stats_get.lua",    "stats_put.lua"};
 
 typedef struct {
     char *body;
@@ -1067,6 +1068,35 @@ void store_failed(store_t *s, size_t max, store_failed_fn done, void *arg)
     script_args(s, &a, S_FAILED, 0, NULL);
     args_addf(&a, "%zu", max);
     run(s, S_FAILED, &a, failed_reply, cb_new((void *)done, arg));
+}
+
+static void retrying_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 2)) rc = STORE_ERROR;
+    size_t n = rc == STORE_OK ? (r->elements - 2) / 6 : 0;
+    long long total = rc == STORE_OK ? reply_ll(r->element[0]) : 0;
+    long long now = rc == STORE_OK ? reply_ll(r->element[1]) : 0;
+    store_retrying_t *list = calloc(n + 1, sizeof *list);
+    for (size_t i = 0; i < n; i++) {
+        redisReply **e = r->element + 2 + i * 6;
+        list[i] = (store_retrying_t){reply_str(e[0]), reply_str(e[1]), reply_str(e[2]),
+                                     reply_ll(e[3]),  reply_str(e[4]), reply_ll(e[5])};
+    }
+    ((store_retrying_fn)c->done)(rc, total, now, list, n, c->arg);
+    free(list);
+    free(c);
+}
+
+void store_retrying(store_t *s, size_t max, store_retrying_fn done, void *arg)
+{
+    static const char *const keys[] = {"cb:delayed"};
+    args_t a = {0};
+    script_args(s, &a, S_RETRYING, 1, keys);
+    args_addf(&a, "%zu", max);
+    run(s, S_RETRYING, &a, retrying_reply, cb_new((void *)done, arg));
 }
 
 static void instances_reply(store_t *s, redisReply *r, void *arg)

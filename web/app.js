@@ -1,6 +1,7 @@
 /* Downloader dashboard: polls the read-only JSON endpoints of every API host (own origin,
- * or the base URLs in window.Hosts from the optional /hosts.js), merges them and renders
- * the panels. Vanilla JS, no dependencies. */
+ * or the base URLs in window.Hosts from the optional /hosts.js, which the binary never
+ * serves: a proxy in front adds it, see docs/operations.md "Dashboard"), merges them and
+ * renders the panels. Vanilla JS, no dependencies. */
 'use strict';
 (function () {
   const EVERY_MS = 3000;
@@ -86,6 +87,7 @@
       inst: ['/dashboard/instances'],
       hist: ['/dashboard/history'],
       failed: ['/dashboard/failed?limit=20'],
+      retrying: ['/dashboard/retrying'],
       proc: ['/stats/processor', true],
       notif: ['/stats/notifier', true],
     };
@@ -116,7 +118,8 @@
   }
 
   function merge(results) {
-    const m = { aggrs: [], inst: new Map(), failed: new Map(), hist: null, stats: { processor: {}, notifier: {} } };
+    const m = { aggrs: [], inst: new Map(), failed: new Map(), retrying: { count: 0, list: [] }, hist: null,
+      stats: { processor: {}, notifier: {} } };
     const aggrKeys = new Map();
     for (const { hosts, v } of unique(results, 'aggrs')) {
       for (const a of v) {
@@ -138,6 +141,19 @@
       }
       for (const f of r.data.failed || []) if (!m.failed.has(f.id)) m.failed.set(f.id, Object.assign({ base: r.base }, f));
     }
+    /* hosts sharing one Redis give the same page (only now_ms differs): count it once */
+    const pages = new Set();
+    for (const r of results) {
+      const d = r.data.retrying;
+      if (!d) continue;
+      const key = JSON.stringify([d.count, d.callbacks]);
+      if (pages.has(key)) continue;
+      pages.add(key);
+      m.retrying.count += d.count;
+      const skew = Date.now() - d.now_ms; /* shows next attempts on this browser's clock */
+      for (const c of d.callbacks) m.retrying.list.push(Object.assign({ base: r.base, due: c.next_attempt_ms + skew }, c));
+    }
+    m.retrying.list.sort((a, b) => a.due - b.due);
     for (const { v } of unique(results, 'hist')) {
       if (!m.hist) { m.hist = JSON.parse(JSON.stringify(v)); continue; }
       const off = v.first_minute - m.hist.first_minute;
@@ -184,7 +200,8 @@
       ['Instances alive', alive + (alive < instances.length ? ' / ' + instances.length : ''), alive < instances.length],
       ['Aggregations', m.aggrs.length],
       ['Jobs ready', sum('ready')],
-      ['Retries waiting', sum('delayed')],
+      ['Download retries waiting', sum('delayed')],
+      ['Callbacks retrying', m.retrying.count, m.retrying.count > 0],
       ['Downloading now', sum('inflight')],
       ['Downloads · 1 h', hour('downloads_ok'), false, failed('downloads_failed')],
       ['Callbacks · 1 h', hour('callbacks_ok'), false, failed('callbacks_failed')],
@@ -294,6 +311,21 @@
     $('#failed-count').textContent = list.length ? String(list.length) : '';
   }
 
+  /* Callbacks waiting for their next attempt (cb:delayed), due soonest first. */
+  function renderRetrying(m) {
+    const now = Date.now();
+    const rows = m.retrying.list.map((c) => el('tr', { 'data-job': c.id },
+      el('td', {}, el('button', { class: 'linkish', type: 'button', title: c.url, onclick: () => lookup(c.id) }, c.id),
+        el('div', { class: 'url muted', title: c.url }, c.url)),
+      el('td', { class: 'mono' }, c.aggr_id),
+      el('td', { class: 'num' }, num(c.attempts)),
+      el('td', { class: 'err' }, c.last_error || '—'),
+      el('td', { class: 'num', title: stamp(c.due) }, c.due > now ? 'in ' + dur(c.due - now) : 'due now')));
+    fillBody($('#retrying'), rows, 5, 'No callbacks waiting to be retried');
+    const shown = m.retrying.list.length, total = m.retrying.count;
+    $('#retrying-count').textContent = total ? (shown < total ? shown + ' of ' + num(total) : String(total)) : '';
+  }
+
   /* A bar chart of ok (green) and failed (red) per minute, drawn as SVG to the panel width. */
   function chart(box, legend, ok, bad, first) {
     const W = Math.max(200, box.clientWidth || 600), H = 110, L = 34, B = 16, T = 6;
@@ -346,6 +378,7 @@
     renderStats('processor', m.stats.processor, instances);
     renderStats('notifier', m.stats.notifier, instances);
     renderFailed(m);
+    renderRetrying(m);
     renderCharts(m);
   }
 

@@ -184,7 +184,7 @@ async function main() {
       download_url: `http://127.0.0.1:${apiPorts[0]}/files`, stats_interval: 500, lease: '3s',
       retry_base: '200ms', low_speed_time: 5,
     },
-    notifier: { concurrency: 16, stats_interval: 500, deletion_interval: 1, lease: '3s', retry_base: '200ms', max_attempts: 1 },
+    notifier: { concurrency: 16, stats_interval: 500, deletion_interval: 1, lease: '3s', retry_base: '200ms', max_attempts: 3 },
     backends: { http: { timeout: 5 } },
   };
   const cfgPath = path.join(tmp, 'config.json');
@@ -221,6 +221,17 @@ async function main() {
     url: `${origin}/data/10`, aggr_id: 'cb-fail', aggr_limit: 1, callback_url: `http://127.0.0.1:${deadPort}/cb`,
   });
   await until('the second callback to fail', () => redis('HGET', `job:${bad2.json.id}`, 'CallbackState') === 'Failed');
+  /* callbacks waiting to be retried: the sink answers 503 with Retry-After: 600 three times */
+  await http('POST', `${origin}/_sink`, { fail: 3, status: 503, retry_after: '600' });
+  const retryIds = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await http('POST', `${api}/download`, {
+      url: `${origin}/data/10`, aggr_id: 'cb-retry', aggr_limit: 3, callback_url: `${origin}/callback/retry`,
+    });
+    expect(r.status === 201, `enqueue: ${r.status} ${r.text}`);
+    retryIds.push(r.json.id);
+  }
+  await until('three callbacks waiting to retry', () => Number(redis('ZCARD', 'cb:delayed')) === 3);
 
   /* the browser */
   let context;
@@ -367,6 +378,29 @@ async function main() {
       const cbs = (await http('GET', `${origin}/_callbacks`)).json;
       expect(cbs.some((c) => c.status === 200 && c.body.includes(failedId)), 'the sink got the retried callback');
       await until('the row to leave the failed list', async () => !(await page.$(row)), 10000, 250);
+    });
+
+    await check('callbacks waiting to be retried: a card with their count, a list with last error and next attempt', async () => {
+      const r = await http('GET', `${api}/dashboard/retrying`);
+      expect(r.status === 200 && r.json.count === 3 && r.json.callbacks.length === 3, `/dashboard/retrying: ${r.text}`);
+      const c = r.json.callbacks.find((x) => x.id === retryIds[0]);
+      expect(c && c.aggr_id === 'cb-retry' && /503/.test(c.last_error) && c.attempts === 1 && c.url.endsWith('/data/10') &&
+        c.next_attempt_ms - r.json.now_ms > 500000, `entry: ${JSON.stringify(c)}`);
+      expect(r.headers.get('access-control-allow-origin') === '*', 'CORS header');
+      expect((await http('POST', `${api}/dashboard/retrying`, {})).status === 405, 'POST answers 405');
+      const card = await until('the Callbacks retrying card at 3', () => page.$$eval('#cards .card',
+        (cs) => cs.map((c) => [c.querySelector('.k').textContent, c.querySelector('.v').textContent, c.className])
+          .find(([k, v]) => k === 'Callbacks retrying' && v === '3')), 10000, 250);
+      expect(/bad/.test(card[2]), `card marked: ${card[2]}`);
+      for (const id of retryIds) {
+        const row = `#retrying tr[data-job="${id}"]`;
+        await page.waitForSelector(row);
+        const err = await page.textContent(`${row} td.err`);
+        expect(/503/.test(err), `last error shown: ${err}`);
+        const next = await page.textContent(`${row} td:last-child`);
+        expect(/^in (9|10)m/.test(next), `next attempt shown: ${next}`);
+      }
+      expect((await page.textContent('#retrying-count')) === '3', 'panel count');
     });
 
     await check('phone width (390x844) renders without horizontal overflow', async () => {
