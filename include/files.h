@@ -19,21 +19,26 @@ typedef struct {
 
 typedef void (*files_done_fn)(const files_result_t *res, void *arg);
 
-/* fsync(tmp); when image_mime is one of image/jpeg|png|gif, decode the size from the
+/* The extended attribute holding a stored file's detected MIME type (GET /files/...). */
+#define FILES_XATTR_MIME "user.mime_type"
+
+/* fsync(tmp); with a final path and a non-empty mime (the detected type), store mime as
+ * FILES_XATTR_MIME on the file (skipped where the file system has no user xattrs); when
+ * image_mime is one of image/jpeg|png|gif, decode the size from the
  * file header (corrupt: size stays "", not an error, W31); mkdir -p the final
  * directory (0755); rename(tmp, final) (copy + unlink across devices). The temp file is
  * removed on any failure. final_path NULL (object storage): only the image size, no
  * fsync, and the temp file stays for the upload. Called on the loop thread; the work
  * starts at the end of the current loop iteration. */
-int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
+int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path, const char *mime,
                    const char *image_mime, files_done_fn done, void *arg);
 
 /* The same for a body held in memory (a small download): writes data to tmp_path,
  * then fsyncs and measures it through the same descriptor and finalises as above, in
  * the same batch. Takes ownership of data (freed after done) when it returns 0. */
 int files_finalize_mem(uv_loop_t *loop, const char *tmp_path, const char *final_path,
-                       const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
-                       void *arg);
+                       const char *mime, const char *image_mime, unsigned char *data, size_t len,
+                       files_done_fn done, void *arg);
 
 /* unlink(path); a missing file is success. */
 int files_unlink(uv_loop_t *loop, const char *path, files_done_fn done, void *arg);

@@ -14,10 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <yajl/yajl_gen.h>
 
 #include "auth.h"
 #include "embedded.h"
+#include "files.h"
 #include "httpd.h"
 #include "json.h"
 #include "job.h"
@@ -600,22 +602,44 @@ static bool valid_id(const char *s, size_t len)
 
 typedef struct {
     uv_fs_t fs;
+    uv_work_t work;
     httpd_req_t *req;
     int fd;
+    bool regular;
+    uint64_t size;
+    char type[128]; /* FILES_XATTR_MIME, "" when absent or not a plain type */
 } file_t;
 
-static void on_file_stat(uv_fs_t *fs)
+/* A stored type becomes a header: only printable ASCII without CR/LF, or nothing. */
+static bool header_safe(const char *s)
 {
-    file_t *f = fs->data;
-    if (fs->result < 0 || !S_ISREG(fs->statbuf.st_mode)) {
-        uv_fs_req_cleanup(fs);
-        uv_fs_close(NULL, fs, f->fd, NULL);
+    for (; *s; s++)
+        if (*s < 0x20 || *s > 0x7e) return false;
+    return true;
+}
+
+/* Pool thread: fstat and the type the processor stored at download time (files.h). */
+static void file_inspect(uv_work_t *w)
+{
+    file_t *f = w->data;
+    struct stat st;
+    f->regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
+    f->size = f->regular ? (uint64_t)st.st_size : 0;
+    ssize_t n = fgetxattr(f->fd, FILES_XATTR_MIME, f->type, sizeof f->type - 1);
+    f->type[n > 0 ? n : 0] = 0;
+    if (!header_safe(f->type)) f->type[0] = 0;
+}
+
+static void file_inspected(uv_work_t *w, int status)
+{
+    file_t *f = w->data;
+    if (status < 0 || !f->regular) {
+        uv_fs_close(NULL, &f->fs, f->fd, NULL);
         httpd_respond_error(f->req, 404, "404 page not found");
     } else {
-        static const httpd_header_t h[] = {{"Content-Type", "application/octet-stream"}};
-        uint64_t size = fs->statbuf.st_size;
-        uv_fs_req_cleanup(fs);
-        httpd_respond_fd(f->req, 200, h, 1, f->fd, size);
+        const httpd_header_t h[] = {
+            {"Content-Type", f->type[0] ? f->type : "application/octet-stream"}};
+        httpd_respond_fd(f->req, 200, h, 1, f->fd, f->size);
     }
     free(f);
 }
@@ -631,7 +655,9 @@ static void on_file_open(uv_fs_t *fs)
     }
     f->fd = (int)fs->result;
     uv_fs_req_cleanup(fs);
-    uv_fs_fstat(fs->loop, fs, f->fd, on_file_stat);
+    f->work.data = f;
+    if (uv_queue_work(fs->loop, &f->work, file_inspect, file_inspected) < 0)
+        file_inspected(&f->work, UV_ENOMEM);
 }
 
 /* GET /files/<id[0:3]>/<id>: a stored file of the filesystem store. */

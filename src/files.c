@@ -14,7 +14,8 @@
  * closes itself (its handles and all) once nothing is pending or in the pool, so it
  * never keeps a loop alive or open.
  * A body held in memory is written, fsynced and measured through the one descriptor
- * that created the temp file. */
+ * that created the temp file. A stored file carries its detected MIME type in the
+ * extended attribute FILES_XATTR_MIME, which the API's /files/... serves as Content-Type. */
 #include "files.h"
 
 #include "imgsize.h"
@@ -28,6 +29,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/xattr.h>
 #include <string.h>
 #include <dirent.h>
 #include <sys/stat.h>
@@ -52,6 +54,7 @@ typedef struct files_req {
     char *path;             /* finalize: the temp file; unlink/usage: the target */
     char *final_path;       /* finalize only */
     const char *size_mime;  /* finalize: static copy of image_mime when decodable */
+    char mime[128];         /* finalize: the detected type, stored as FILES_XATTR_MIME */
     files_done_fn done;
     files_usage_fn usage_done;
     void *arg;
@@ -138,6 +141,15 @@ static const char *decodable_mime(const char *mime)
     return NULL;
 }
 
+/* Stores the detected type on the file: 0 or an errno. The type is a hint for serving
+ * it: a file system without user xattrs (ENOTSUP) gets its files served as
+ * application/octet-stream rather than failing downloads. */
+static int tag_mime(int fd, const char *mime)
+{
+    if (!mime[0] || fsetxattr(fd, FILES_XATTR_MIME, mime, strlen(mime), 0) == 0) return 0;
+    return errno == ENOTSUP ? 0 : errno;
+}
+
 /* fsync(fd) when the file is going to the store and, when asked, the image size
  * (undecodable: left "", not an error). Without a final path (the file goes to object
  * storage) there is nothing to make durable here: no fsync. */
@@ -148,6 +160,8 @@ static int sync_and_measure_fd(files_req_t *r, int fd)
         return fail(&r->res, errno, PHASE_SYNC, true, "fsync %s", r->path);
     if (r->size_mime && imgsize_read(r->size_mime, pread_fd, &fd, &w, &h) == 0)
         snprintf(r->res.image_size, sizeof r->res.image_size, "%ux%u", w, h);
+    int err = r->final_path ? tag_mime(fd, r->mime) : 0;
+    if (err) return fail(&r->res, err, PHASE_SYNC, true, "fsetxattr %s", r->path);
     return 0;
 }
 
@@ -156,6 +170,7 @@ static int sync_and_measure_fd(files_req_t *r, int fd)
 static int sync_and_measure(files_req_t *r)
 {
     if (!r->final_path && !r->size_mime) return 0;
+    /* O_RDONLY suffices for fsetxattr: the owner may set user xattrs on any open fd */
     int fd = open(r->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail(&r->res, errno, PHASE_SYNC, true, "open %s", r->path);
     int rc = sync_and_measure_fd(r, fd);
@@ -235,8 +250,8 @@ static int copy_fd(int in, int out)
     return err;
 }
 
-/* Copies src to a new dst and fsyncs it: 0 or an errno. */
-static int copy_file(const char *src, const char *dst)
+/* Copies src to a new dst, tags it with mime and fsyncs it: 0 or an errno. */
+static int copy_file(const char *src, const char *dst, const char *mime)
 {
     int err = 0, in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0) return errno;
@@ -247,6 +262,7 @@ static int copy_file(const char *src, const char *dst)
         return err;
     }
     err = copy_fd(in, out);
+    if (!err) err = tag_mime(out, mime);
     if (!err && fsync(out) < 0) err = errno;
     if (close(out) < 0 && !err) err = errno;
     close(in);
@@ -260,7 +276,7 @@ static int copy_across(files_req_t *r)
     int err = 0;
     if (snprintf(part, sizeof part, "%s.part", r->final_path) >= (int)sizeof part)
         err = ENAMETOOLONG;
-    if (!err) err = copy_file(r->path, part);
+    if (!err) err = copy_file(r->path, part, r->mime);
     if (!err && rename(part, r->final_path) < 0) err = errno;
     if (err) {
         unlink(part);
@@ -430,7 +446,7 @@ static void pending_add(files_loop_t *fl, files_req_t *r)
     tick_arm(&fl->flush);
 }
 
-static int finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
+static int finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path, const char *mime,
                     const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
                     void *arg)
 {
@@ -443,6 +459,7 @@ static int finalize(uv_loop_t *loop, const char *tmp_path, const char *final_pat
         return UV_ENOMEM;
     }
     r->size_mime = decodable_mime(image_mime);
+    snprintf(r->mime, sizeof r->mime, "%s", mime ? mime : "");
     r->done = done;
     r->arg = arg;
     r->mem = data;
@@ -451,17 +468,17 @@ static int finalize(uv_loop_t *loop, const char *tmp_path, const char *final_pat
     return 0;
 }
 
-int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path,
+int files_finalize(uv_loop_t *loop, const char *tmp_path, const char *final_path, const char *mime,
                    const char *image_mime, files_done_fn done, void *arg)
 {
-    return finalize(loop, tmp_path, final_path, image_mime, NULL, 0, done, arg);
+    return finalize(loop, tmp_path, final_path, mime, image_mime, NULL, 0, done, arg);
 }
 
 int files_finalize_mem(uv_loop_t *loop, const char *tmp_path, const char *final_path,
-                       const char *image_mime, unsigned char *data, size_t len, files_done_fn done,
-                       void *arg)
+                       const char *mime, const char *image_mime, unsigned char *data, size_t len,
+                       files_done_fn done, void *arg)
 {
-    return finalize(loop, tmp_path, final_path, image_mime, data, len, done, arg);
+    return finalize(loop, tmp_path, final_path, mime, image_mime, data, len, done, arg);
 }
 
 /* ---- unlink ---- */

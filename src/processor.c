@@ -445,9 +445,9 @@ static void on_fetched(fetch_t *f, const fetch_result_t *res, void *arg)
     d->phase = PH_FINALIZE;
     const char *img = d->c.job.extract_image_size && is_image_type(d->mime) ? d->mime : NULL;
     const char *final = to_s3(d) ? NULL : d->final; /* S3: measured, then uploaded */
-    int rc = res->mem ? files_finalize_mem(p->app->loop, d->tmp, final, img, res->mem, res->mem_len,
-                                           on_finalized, fc)
-                      : files_finalize(p->app->loop, d->tmp, final, img, on_finalized, fc);
+    int rc = res->mem ? files_finalize_mem(p->app->loop, d->tmp, final, d->mime, img, res->mem,
+                                           res->mem_len, on_finalized, fc)
+                      : files_finalize(p->app->loop, d->tmp, final, d->mime, img, on_finalized, fc);
     if (rc < 0) {
         free(res->mem); /* not queued: still ours */
         free(fc);
@@ -488,15 +488,15 @@ static void dl_start(processor_t *p, store_claimed_t *c)
         record_failure(d, msg, false, false, 0, 0);
         return;
     }
-    /* S3 objects get the detected type as their Content-Type */
-    bool check = (c->job.mime_type && *c->job.mime_type) || c->job.extract_image_size || to_s3(d);
+    /* every download is sniffed: S3 objects get the detected type as their Content-Type,
+     * files as the xattr that GET /files/... serves (files.h) */
     fetch_req_t req = {
         .url = c->job.url,
         .proxy = c->proxy,
         .headers = &c->job.request_headers,
         .timeout_s = c->job.download_timeout,
         .tmp_path = d->tmp,
-        .on_head = check ? on_head : NULL,
+        .on_head = on_head,
         .head_arg = d,
         .mem_limit = SMALL_BODY, /* small files: one thread-pool job (write, fsync, rename) */
     };

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -128,6 +130,44 @@ static void test_full_pipeline(void **state)
     assert_int_equal(h_redis_int(rc, "EXISTS aggr:pipe"), 0);
 }
 
+/* GET /files/... of the api answers 200 with this Content-Type. */
+static void assert_served_as(const char *id, const char *type)
+{
+    char path[128], url[256], want[160];
+    snprintf(path, sizeof path, "/files/%.3s/%s", id, id);
+    h_api_url(&env, url, sizeof url, path);
+    h_resp_t r;
+    assert_int_equal(h_http("GET", url, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    snprintf(want, sizeof want, "Content-Type: %s\r\n", type);
+    if (!strcasestr(r.headers, want)) fail_msg("%s: want %s in\n%s", path, type, r.headers);
+    h_resp_free(&r);
+}
+
+/* The type detected at download time is stored with the file (user.mime_type) and
+ * served; a file without it (stored by an older version) is application/octet-stream. */
+static void test_files_served_with_detected_type(void **state)
+{
+    (void)state;
+    char gif[16], data[16], path[700];
+    post("/file/image.gif?type=application/octet-stream", "ty", 2, NULL, gif);
+    post("/file/text.txt", "ty", 2, NULL, data);
+    yajl_val p = h_wait_callback(&env, gif, 10000);
+    assert_non_null(p);
+    assert_int_equal(h_jbool(p, "success"), 1);
+    yajl_tree_free(p);
+    p = h_wait_callback(&env, data, 10000);
+    assert_non_null(p);
+    yajl_tree_free(p);
+    assert_served_as(gif, "image/gif"); /* sniffed, not the origin's Content-Type */
+    assert_served_as(data, "text/plain");
+    snprintf(path, sizeof path, "%s/files/old", env.dir);
+    assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
+    snprintf(path, sizeof path, "%s/files/old/oldfile0001", env.dir);
+    assert_int_equal(h_write_file(path, "no type stored"), 0);
+    assert_served_as("oldfile0001", "application/octet-stream");
+}
+
 static void test_image_size_and_mime(void **state)
 {
     (void)state;
@@ -154,6 +194,7 @@ static void test_image_size_and_mime(void **state)
     assert_string_equal(h_jstr(p, "download_url"), "");
     yajl_tree_free(p);
     assert_int_equal(requests_for("/file/image.gif"), 1);
+    assert_served_as(ok, "image/png");
 }
 
 static void test_not_found_is_final(void **state)
@@ -493,6 +534,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_pipeline),
         cmocka_unit_test(test_image_size_and_mime),
+        cmocka_unit_test(test_files_served_with_detected_type),
         cmocka_unit_test(test_not_found_is_final),
         cmocka_unit_test(test_server_error_retries),
         cmocka_unit_test(test_transient_error_then_success),

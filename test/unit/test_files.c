@@ -18,6 +18,7 @@
 #include <ftw.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,14 +168,25 @@ static void run_loop(uv_loop_t *loop, got_t *got, size_t n)
     assert_int_equal(uv_loop_close(loop), 0);
 }
 
+/* mime is both the detected type (stored as FILES_XATTR_MIME) and the type to measure */
 static files_result_t finalize(const char *tmp, const char *final, const char *mime)
 {
     uv_loop_t loop;
     got_t g = {0};
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(files_finalize(&loop, tmp, final, mime, on_done, &g), 0);
+    assert_int_equal(files_finalize(&loop, tmp, final, mime, mime, on_done, &g), 0);
     run_loop(&loop, &g, 1);
     return g.res;
+}
+
+/* The type stored on a file, "" when none; skips where the file system has no user xattrs. */
+static const char *stored_type(const char *path)
+{
+    static char v[128];
+    ssize_t n = getxattr(path, FILES_XATTR_MIME, v, sizeof v - 1);
+    if (n < 0 && errno == ENOTSUP) skip();
+    v[n > 0 ? n : 0] = 0;
+    return v;
 }
 
 static void assert_ok(const files_result_t *res)
@@ -194,6 +206,7 @@ static void test_finalize_moves_file(void **state)
     files_result_t res = finalize(fx->tmp, fx->final, "text/plain");
     assert_ok(&res);
     assert_string_equal(res.image_size, "");
+    assert_string_equal(stored_type(fx->final), "text/plain");
     assert_false(exists(fx->tmp));
     assert_true(strstr(fx->final, "/store/abc/abcdef0123") != NULL);
     assert_file_holds(fx->final, "hello", 5);
@@ -343,6 +356,7 @@ static void test_finalize_cross_device(void **state)
     fclose(f);
     assert_memory_equal(back, big, sizeof big);
     free(back);
+    assert_string_equal(stored_type(fx->final), "image/png"); /* the copy carries it too */
 }
 
 /* The cross-device copy cannot be written: a store failure, the temp file removed. */
@@ -385,8 +399,8 @@ static void test_finalize_concurrent(void **state)
         snprintf(tmps[i], sizeof tmps[i], "%s/%s.tmp", fx->dir, id);
         files_job_path(finals[i], sizeof finals[i], fx->root, id);
         write_file(tmps[i], png_3x2, sizeof png_3x2);
-        assert_int_equal(files_finalize(&loop, tmps[i], finals[i], "image/png", on_done, &got[i]),
-                         0);
+        assert_int_equal(
+            files_finalize(&loop, tmps[i], finals[i], NULL, "image/png", on_done, &got[i]), 0);
     }
     run_loop(&loop, got, N);
     for (int i = 0; i < N; i++) {
@@ -405,8 +419,8 @@ static void test_finalize_bad_args(void **state)
     got_t g = {0};
     write_file(fx->tmp, "x", 1);
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_true(files_finalize(NULL, fx->tmp, fx->final, NULL, on_done, &g) < 0);
-    assert_true(files_finalize(&loop, NULL, fx->final, NULL, on_done, &g) < 0);
+    assert_true(files_finalize(NULL, fx->tmp, fx->final, NULL, NULL, on_done, &g) < 0);
+    assert_true(files_finalize(&loop, NULL, fx->final, NULL, NULL, on_done, &g) < 0);
     assert_true(files_unlink(&loop, NULL, on_done, &g) < 0);
     assert_true(files_disk_usage(&loop, NULL, on_usage, &g) < 0);
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -425,6 +439,7 @@ static void test_finalize_measure_only(void **state)
     assert_ok(&res);
     assert_string_equal(res.image_size, "3x2");
     assert_file_holds(fx->tmp, png_3x2, sizeof png_3x2);
+    assert_string_equal(stored_type(fx->tmp), ""); /* object storage: the upload types it */
     assert_false(exists(fx->root));
 }
 
@@ -435,7 +450,7 @@ static void test_finalize_without_callback(void **state)
     uv_loop_t loop;
     write_file(fx->tmp, "x", 1);
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(files_finalize(&loop, fx->tmp, fx->final, NULL, NULL, NULL), 0);
+    assert_int_equal(files_finalize(&loop, fx->tmp, fx->final, NULL, NULL, NULL, NULL), 0);
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_int_equal(uv_loop_close(&loop), 0);
     assert_file_holds(fx->final, "x", 1);
@@ -505,13 +520,14 @@ static void test_finalize_mem(void **state)
     unsigned char *data = malloc(sizeof png_3x2);
     memcpy(data, png_3x2, sizeof png_3x2);
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(files_finalize_mem(&loop, fx->tmp, fx->final, "image/png", data,
+    assert_int_equal(files_finalize_mem(&loop, fx->tmp, fx->final, "image/png", "image/png", data,
                                         sizeof png_3x2, on_done, &g),
                      0);
     run_loop(&loop, &g, 1);
     assert_ok(&g.res);
     assert_string_equal(g.res.image_size, "3x2");
     assert_file_holds(fx->final, png_3x2, sizeof png_3x2);
+    assert_string_equal(stored_type(fx->final), "image/png");
     assert_false(exists(fx->tmp));
 }
 
@@ -523,7 +539,8 @@ static void test_finalize_mem_fails_cleanly(void **state)
     char tmp[300];
     snprintf(tmp, sizeof tmp, "%s/missing-dir/x.tmp", fx->dir); /* cannot be created */
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(files_finalize_mem(&loop, tmp, fx->final, NULL, malloc(4), 4, on_done, &g), 0);
+    assert_int_equal(
+        files_finalize_mem(&loop, tmp, fx->final, NULL, NULL, malloc(4), 4, on_done, &g), 0);
     run_loop(&loop, &g, 1);
     assert_int_equal(g.res.err, ENOENT);
     assert_string_equal(g.res.phase, "creating tmp file");
@@ -567,7 +584,7 @@ static unsigned char *dup_mem(const void *data, size_t len)
 static int finalize_mem(uv_loop_t *loop, const char *tmp, const char *final, const char *mime,
                         const void *data, size_t len, seen_t *s)
 {
-    return files_finalize_mem(loop, tmp, final, mime, dup_mem(data, len), len, on_seen, s);
+    return files_finalize_mem(loop, tmp, final, NULL, mime, dup_mem(data, len), len, on_seen, s);
 }
 
 /* Runs the loop to its end with an iteration counter that does not keep it alive; each
@@ -657,8 +674,8 @@ static void test_finalize_batch_failures_isolated(void **state)
     assert_int_equal(
         finalize_mem(&loop, tmps[1], finals[1], "image/png", png_3x2, sizeof png_3x2, &seen[1]), 0);
     assert_int_equal(finalize_mem(&loop, tmps[2], finals[2], NULL, "lost", 4, &seen[2]), 0);
-    assert_int_equal(files_finalize(&loop, tmps[3], finals[3], NULL, on_seen, &seen[3]), 0);
-    assert_int_equal(files_finalize(&loop, tmps[4], finals[4], NULL, on_seen, &seen[4]), 0);
+    assert_int_equal(files_finalize(&loop, tmps[3], finals[3], NULL, NULL, on_seen, &seen[3]), 0);
+    assert_int_equal(files_finalize(&loop, tmps[4], finals[4], NULL, NULL, on_seen, &seen[4]), 0);
     assert_int_equal(
         finalize_mem(&loop, tmps[5], NULL, "image/gif", gif_5x4, sizeof gif_5x4, &seen[5]), 0);
     assert_int_equal(
@@ -752,9 +769,9 @@ static void chain_next(chain_t *c)
 {
     char final[256];
     snprintf(final, sizeof final, "%s/chain/%d", c->fx->root, c->left);
-    assert_int_equal(
-        files_finalize_mem(c->loop, c->fx->tmp, final, NULL, dup_mem("link", 4), 4, on_chain, c),
-        0);
+    assert_int_equal(files_finalize_mem(c->loop, c->fx->tmp, final, NULL, NULL, dup_mem("link", 4),
+                                        4, on_chain, c),
+                     0);
 }
 
 static void test_finalize_from_done_callback(void **state)
