@@ -17,7 +17,12 @@ pids=()
 passed=0
 failed=()
 cleanup() {
-    for p in "${pids[@]}"; do kill -KILL -- "-$p" "$p" 2>/dev/null; done
+    local p c
+    for p in "${pids[@]}"; do
+        # run-local's service and redis run in sessions of their own: not in its group
+        for c in $(pgrep -P "$p"); do kill -KILL "$c" 2>/dev/null; done
+        kill -KILL -- "-$p" "$p" 2>/dev/null
+    done
     [ -n "${KEEP_TEST_DIRS:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
 }
 trap cleanup EXIT
