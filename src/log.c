@@ -1,6 +1,7 @@
 /* log: formats logfmt lines (ts, level, component, msg, then event pairs) and writes
  * each with a single write(2) on stderr so lines never interleave. Every module logs
- * through here; nothing else writes to stderr except fatal start-up errors. */
+ * through here; nothing else writes to stderr except fatal start-up errors. It also
+ * keeps the rate limit of outage warnings (log_outage_*). */
 #include "log.h"
 
 #include <stdarg.h>
@@ -103,4 +104,26 @@ void log_write(log_level_t level, const char *component, const char *msg, const 
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
+}
+
+bool log_outage_failed(log_outage_t *o, uint64_t now_ms)
+{
+    o->attempts++;
+    if (!o->active) {
+        o->active = true;
+        o->since_ms = o->warned_ms = now_ms;
+        return true;
+    }
+    if (now_ms - o->warned_ms < LOG_OUTAGE_INTERVAL_MS) return false;
+    o->warned_ms = now_ms;
+    return true;
+}
+
+bool log_outage_ended(log_outage_t *o, uint64_t now_ms, uint64_t *down_ms, uint64_t *attempts)
+{
+    bool was = o->active;
+    *down_ms = was ? now_ms - o->since_ms : 0;
+    *attempts = o->attempts;
+    *o = (log_outage_t){0};
+    return was;
 }

@@ -5,7 +5,9 @@
  *
  *  - a short-lived lookup connection: `SENTINEL get-master-addr-by-name <name>` asked
  *    of the sentinels in list order until one knows the master (each with a timeout);
- *    when all fail, the round is retried with backoff (100 ms doubling to 5 s);
+ *    when all fail, the round is retried with backoff (100 ms doubling to 5 s), and a
+ *    warn line names each sentinel with its error (at once, then every 30 s while no
+ *    sentinel names the master; the first answer after it is logged at info);
  *  - one long-lived subscription to `+switch-master` on the first sentinel that
  *    accepts (the next one in the list when it drops). An announcement for our master
  *    (`<name> <old-ip> <old-port> <new-ip> <new-port>`) is passed on at once; after
@@ -50,7 +52,8 @@ struct sentinel {
     redisAsyncContext *q;
     size_t q_index;
     bool q_active; /* a lookup round is under way, or waiting for its retry */
-    bool q_warned;
+    log_outage_t q_outage;
+    char q_errors[1024]; /* "host:port: error; ..." of this round */
     unsigned q_epoch;
     uint64_t q_backoff;
     uv_timer_t q_timer; /* per-sentinel timeout, and the backoff between rounds */
@@ -86,11 +89,12 @@ void sentinel_split_addr(const char *addr, int def_port, char *host, size_t host
     if (!*host) snprintf(host, hostlen, "localhost");
 }
 
-/* Opens an async connection to a sentinel; NULL when that failed at once. */
+/* Opens an async connection to a sentinel; NULL when that failed at once (why in err). */
 static redisAsyncContext *open_ctx(sentinel_t *s, const addr_t *a, redisConnectCallback *on_conn,
-                                   redisDisconnectCallback *on_disc)
+                                   redisDisconnectCallback *on_disc, char *err, size_t errlen)
 {
     redisAsyncContext *ac = redisAsyncConnect(a->host, a->port);
+    snprintf(err, errlen, "%s", !ac ? "out of memory" : ac->err ? ac->errstr : "");
     if (!ac) return NULL;
     if (ac->err) {
         log_debug("sentinel", "sentinel connect failed", "addr=%s:%d error=%s", a->host, a->port,
@@ -124,6 +128,7 @@ static void q_drop(sentinel_t *s)
 static void q_round(sentinel_t *s)
 {
     s->q_index = 0;
+    s->q_errors[0] = 0;
     s->q_epoch = s->epoch;
     q_next(s);
 }
@@ -133,15 +138,24 @@ static void on_q_retry(uv_timer_t *t)
     q_round(t->data);
 }
 
+/* Notes why the sentinel at q_index could not name the master, for the warn line. */
+static void q_note(sentinel_t *s, const char *why)
+{
+    const addr_t *a = &s->addrs[s->q_index];
+    size_t used = strlen(s->q_errors);
+    snprintf(s->q_errors + used, sizeof s->q_errors - used, "%s%s:%d: %s", used ? "; " : "",
+             a->host, a->port, why);
+    log_debug("sentinel", "sentinel could not name the master", "addr=%s:%d error=%s", a->host,
+              a->port, log_q(why));
+}
+
 /* The sentinel at q_index could not answer: go on with the next one. `hiredis_frees`
  * is true when hiredis is already releasing the context. */
 static void q_failed(sentinel_t *s, const redisAsyncContext *ac, bool hiredis_frees,
                      const char *why)
 {
     if (!ac || ac != s->q || s->closing) return;
-    const addr_t *a = &s->addrs[s->q_index];
-    log_debug("sentinel", "sentinel could not name the master", "addr=%s:%d error=%s", a->host,
-              a->port, log_q(why));
+    q_note(s, why);
     if (hiredis_frees) {
         s->q = NULL;
         uv_timer_stop(&s->q_timer);
@@ -180,9 +194,12 @@ static void q_answered(sentinel_t *s, const char *host, int port)
         q_round(s);
         return;
     }
-    if (s->q_warned) log_info("sentinel", "sentinels reachable again", "master_name=%s", s->name);
+    uint64_t down_ms, attempts;
+    if (log_outage_ended(&s->q_outage, uv_now(s->loop), &down_ms, &attempts))
+        log_info("sentinel", "sentinels reachable again",
+                 "master_name=%s master=%s:%d down_ms=%llu attempts=%llu", s->name, host, port,
+                 (unsigned long long)down_ms, (unsigned long long)attempts);
     s->q_active = false;
-    s->q_warned = false;
     s->q_backoff = 0;
     s->fn(host, port, false, s->arg);
 }
@@ -214,7 +231,9 @@ static void on_q_reply(redisAsyncContext *ac, void *r, void *priv)
 static void q_next(sentinel_t *s)
 {
     while (s->q_index < s->n && !s->closing) {
-        redisAsyncContext *ac = open_ctx(s, &s->addrs[s->q_index], on_q_connect, on_q_disconnect);
+        char err[256];
+        redisAsyncContext *ac =
+            open_ctx(s, &s->addrs[s->q_index], on_q_connect, on_q_disconnect, err, sizeof err);
         if (ac && redisAsyncCommand(ac, on_q_reply, s, "SENTINEL get-master-addr-by-name %s",
                                     s->name) == REDIS_OK) {
             s->q = ac;
@@ -222,13 +241,14 @@ static void q_next(sentinel_t *s)
             return;
         }
         if (ac) redisAsyncFree(ac);
+        q_note(s, ac ? "cannot send" : err);
         s->q_index++;
     }
     if (s->closing) return;
-    if (!s->q_warned)
+    if (log_outage_failed(&s->q_outage, uv_now(s->loop)))
         log_warn("sentinel", "no sentinel could name the master, retrying",
-                 "master_name=%s sentinels=%zu", s->name, s->n);
-    s->q_warned = true;
+                 "master_name=%s sentinels=%zu errors=%s attempts=%llu", s->name, s->n,
+                 log_q(s->q_errors), (unsigned long long)s->q_outage.attempts);
     s->q_backoff = next_backoff(s->q_backoff);
     uv_timer_start(&s->q_timer, on_q_retry, s->q_backoff, 0);
 }
@@ -323,7 +343,9 @@ static void on_sub_timeout(uv_timer_t *t)
 static void sub_connect(sentinel_t *s)
 {
     if (s->closing || s->sub) return;
-    redisAsyncContext *ac = open_ctx(s, &s->addrs[s->sub_index], on_sub_connect, on_sub_disconnect);
+    char err[256];
+    redisAsyncContext *ac =
+        open_ctx(s, &s->addrs[s->sub_index], on_sub_connect, on_sub_disconnect, err, sizeof err);
     if (!ac || redisAsyncCommand(ac, on_sub_msg, s, "SUBSCRIBE " SWITCH_CHANNEL) != REDIS_OK) {
         if (ac) redisAsyncFree(ac);
         sub_lost(s);

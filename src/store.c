@@ -79,6 +79,7 @@ struct store {
     sentinel_t *sentinel; /* Sentinel mode: where host:port comes from */
     bool master_known;    /* Sentinel mode: host:port is the master the sentinels named */
     bool ever_up;
+    log_outage_t outage; /* the command connection cannot reach host:port */
     uint64_t reconnects;
     uint64_t unreplicated;                  /* enqueues WAIT did not confirm in time */
     struct waiter *wait_queue, **wait_tail; /* enqueues for the next WAIT */
@@ -365,6 +366,18 @@ static void script_args(store_t *s, args_t *a, int script, int nkeys, const char
 
 static void conn_connect(store_t *s, conn_t *c);
 
+/* An attempt of the command connection failed: warn at once, then every
+ * LOG_OUTAGE_INTERVAL_MS while it lasts (the pub/sub connection fails alike). */
+static void conn_failed(store_t *s, const conn_t *c, const char *error)
+{
+    if (c == &s->cmd && !s->closing && log_outage_failed(&s->outage, uv_now(s->loop)))
+        log_warn("store", "redis unreachable, retrying", "addr=%s:%d error=%s attempts=%llu",
+                 s->host, s->port, log_q(error), (unsigned long long)s->outage.attempts);
+    else
+        log_debug("store", "redis connect failed", "addr=%s:%d error=%s", s->host, s->port,
+                  log_q(error));
+}
+
 static void retry_cb(uv_timer_t *t)
 {
     store_t *s = t->data;
@@ -426,17 +439,21 @@ static void on_ready_reply(store_t *s, redisReply *r, void *arg)
     if (r->type == REDIS_REPLY_ERROR) {
         /* connected but not serving, e.g. -LOADING while a restarted Redis reads its data:
          * close and try again after the reconnect backoff rather than wait forever */
-        log_warn("store", "redis not ready, reconnecting", "addr=%s:%d error=%s", s->host, s->port,
-                 log_q(r->str));
+        conn_failed(s, &s->cmd, r->str);
         if (s->cmd.ac) redisAsyncDisconnect(s->cmd.ac);
         return;
     }
     s->cmd.backoff = 0;
     if (!s->cmd.up) {
+        uint64_t down_ms, attempts;
         s->cmd.up = true;
         if (s->ever_up) s->reconnects++;
         s->ever_up = true;
-        log_info("store", "redis connected", "addr=%s:%d", s->host, s->port);
+        if (log_outage_ended(&s->outage, uv_now(s->loop), &down_ms, &attempts))
+            log_info("store", "redis reachable again", "addr=%s:%d down_ms=%llu attempts=%llu",
+                     s->host, s->port, (unsigned long long)down_ms, (unsigned long long)attempts);
+        else
+            log_info("store", "redis connected", "addr=%s:%d", s->host, s->port);
         notify_state(s, true);
     }
 }
@@ -483,8 +500,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     conn_t *c = ac == s->cmd.ac ? &s->cmd : &s->sub;
     uv_timer_stop(&c->retry); /* the connect timeout */
     if (status != REDIS_OK) {
-        log_debug("store", "redis connect failed", "addr=%s:%d error=%s", s->host, s->port,
-                  log_q(ac->errstr));
+        conn_failed(s, c, ac->errstr);
         conn_down(s, c); /* hiredis frees the context after this callback */
         return;
     }
@@ -513,7 +529,7 @@ static void connect_timeout_cb(uv_timer_t *t)
     store_t *s = t->data;
     conn_t *c = t == &s->cmd.retry ? &s->cmd : &s->sub;
     if (!c->ac || (c->ac->c.flags & REDIS_CONNECTED)) return;
-    log_warn("store", "redis connect timed out", "addr=%s:%d", s->host, s->port);
+    conn_failed(s, c, "connect timed out (redis.command_timeout)");
     conn_drop(s, c);
 }
 
@@ -521,8 +537,7 @@ static void conn_open(store_t *s, conn_t *c)
 {
     redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
     if (!ac || ac->err) {
-        log_debug("store", "redis connect failed", "addr=%s:%d error=%s", s->host, s->port,
-                  log_q(ac ? ac->errstr : "out of memory"));
+        conn_failed(s, c, ac ? ac->errstr : "out of memory");
         if (ac) redisAsyncFree(ac);
         schedule_reconnect(s, c);
         return;
@@ -595,8 +610,14 @@ static void watchdog_cb(uv_timer_t *t)
     uint64_t limit = s->cfg->redis_command_timeout_ms;
     if (s->pending <= 0 || !s->cmd.ac) return;
     if (uv_now(s->loop) - s->last_progress < limit) return;
-    log_warn("store", "redis stopped answering, dropping the connection",
-             "pending=%ld timeout_ms=%llu", s->pending, (unsigned long long)limit);
+    if (s->cmd.up) { /* it was serving: an outage starts, told at once */
+        log_warn("store", "redis stopped answering, dropping the connection",
+                 "addr=%s:%d pending=%ld timeout_ms=%llu", s->host, s->port, s->pending,
+                 (unsigned long long)limit);
+        log_outage_failed(&s->outage, uv_now(s->loop));
+    } else { /* a reconnect's handshake stalls: one more failed attempt */
+        conn_failed(s, &s->cmd, "no answer within redis.command_timeout");
+    }
     redisAsyncFree(s->cmd.ac); /* pending callbacks get NULL replies, then on_disconnect */
 }
 
