@@ -1,5 +1,6 @@
 /* config: config.json (§2 of the reference, plus our keys) parsed with yajl into one
- * immutable struct. Every problem is reported as "config: <key> <problem>". */
+ * immutable struct. Every fatal problem is reported as "config: <key> <problem>";
+ * unknown and misplaced keys are warnings (config_t.warnings). */
 #ifndef DOWNLOADER_CONFIG_H
 #define DOWNLOADER_CONFIG_H
 
@@ -79,6 +80,12 @@ typedef struct {
     bool kafka_delivery_reports;
     config_kv_t *kafka_props;
     size_t n_kafka_props;
+
+    /* What was accepted with a warning (an unknown or misplaced key, the reference's
+     * notifier.download_url): name is the key's path, value the message. config_load
+     * logs them; they are kept after a fatal error too. */
+    config_kv_t *warnings;
+    size_t n_warnings;
 } config_t;
 
 /* Which components will run: selects the keys that are required. */
@@ -88,7 +95,7 @@ enum { CONFIG_API = 1, CONFIG_PROCESSOR = 2, CONFIG_NOTIFIER = 4 };
 int config_parse(const char *json, size_t len, int components, config_t *cfg, char *err,
                  size_t errlen);
 
-/* Reads and parses a file. */
+/* Reads and parses a file, and logs the warnings (component config). */
 int config_load(const char *path, int components, config_t *cfg, char *err, size_t errlen);
 
 void config_free(config_t *cfg);

@@ -1,9 +1,14 @@
 /* config: parses config.json with yajl's tree API into config_t. Keys match
- * case-insensitively (as Go's decoder did), unknown keys are ignored, and every wrong
- * type or value is fatal with a message naming the key. Durations accept a number in
- * the key's documented unit or a string with a unit ("500ms", "10s", "5m", "2h", "7d"). */
+ * case-insensitively (as Go's decoder did), and every wrong type or value is fatal with
+ * a message naming the key; a JSON syntax error names its line and column. Durations
+ * accept a number in the key's documented unit or a string with a unit ("500ms", "10s",
+ * "5m", "2h", "7d"). Unknown keys are ignored with a warning naming their path, and
+ * where the key exists in another section, the warning says where it belongs: the
+ * parser records every key it looks up, per section, so the parser itself is the
+ * schema the warnings use. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -12,16 +17,35 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
 
+#include "log.h"
 #include "netguard.h"
 #include "uri.h"
+
+#define KNOWN_MAX 160 /* keys the parser looks up (about 90) */
+
+typedef struct {
+    const char *section, *key;
+} known_t;
 
 typedef struct {
     char *err;
     size_t errlen;
-    const char *section; /* "processor" etc., for messages */
+    const char *section;      /* "processor" etc., for messages; NULL: the top level */
+    known_t known[KNOWN_MAX]; /* every (section, key) looked up */
+    size_t n_known;
 } ctx_t;
+
+/* In a variadic function: its printf-style arguments after fmt into the array buf. */
+#define FORMAT_ARGS(buf, fmt)                                                                      \
+    do {                                                                                           \
+        va_list ap_;                                                                               \
+        va_start(ap_, fmt);                                                                        \
+        vsnprintf(buf, sizeof buf, fmt, ap_);                                                      \
+        va_end(ap_);                                                                               \
+    } while (0)
 
 static int fail(ctx_t *c, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -29,10 +53,7 @@ static int fail(ctx_t *c, const char *key, const char *fmt, ...)
 static int fail(ctx_t *c, const char *key, const char *fmt, ...)
 {
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+    FORMAT_ARGS(msg, fmt);
     if (key)
         snprintf(c->err, c->errlen, "config: %s%s%s %s", c->section ? c->section : "",
                  c->section ? "." : "", key, msg);
@@ -42,7 +63,7 @@ static int fail(ctx_t *c, const char *key, const char *fmt, ...)
 }
 
 /* Case-insensitive member lookup; the last duplicate wins. */
-static yajl_val get(yajl_val obj, const char *key)
+static yajl_val find(yajl_val obj, const char *key)
 {
     yajl_val found = NULL;
     if (!obj || !YAJL_IS_OBJECT(obj)) return NULL;
@@ -51,9 +72,16 @@ static yajl_val get(yajl_val obj, const char *key)
     return found;
 }
 
+/* find, recording `key` as a key of the current section (whether present or not). */
+static yajl_val get(ctx_t *c, yajl_val obj, const char *key)
+{
+    if (c->n_known < KNOWN_MAX) c->known[c->n_known++] = (known_t){c->section, key};
+    return find(obj, key);
+}
+
 static int get_string(ctx_t *c, yajl_val obj, const char *key, char **out)
 {
-    yajl_val v = get(obj, key);
+    yajl_val v = get(c, obj, key);
     if (!v) return 0;
     if (!YAJL_IS_STRING(v)) return fail(c, key, "must be a string");
     free(*out);
@@ -63,7 +91,7 @@ static int get_string(ctx_t *c, yajl_val obj, const char *key, char **out)
 
 static int get_bool(ctx_t *c, yajl_val obj, const char *key, bool *out)
 {
-    yajl_val v = get(obj, key);
+    yajl_val v = get(c, obj, key);
     if (!v) return 0;
     if (!YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v)) return fail(c, key, "must be true or false");
     *out = YAJL_IS_TRUE(v);
@@ -74,7 +102,7 @@ static int get_bool(ctx_t *c, yajl_val obj, const char *key, bool *out)
 static int get_int(ctx_t *c, yajl_val obj, const char *key, long long min, long long max,
                    const char *what, long long *out)
 {
-    yajl_val v = get(obj, key);
+    yajl_val v = get(c, obj, key);
     if (!v) return 0;
     if (!YAJL_IS_INTEGER(v) || v->u.number.i < min || v->u.number.i > max)
         return fail(c, key, "must be %s", what);
@@ -117,7 +145,7 @@ static int parse_duration(const char *s, uint64_t *ms)
 static int get_duration(ctx_t *c, yajl_val obj, const char *key, uint64_t unit_ms,
                         const char *unit_name, bool positive, uint64_t *out)
 {
-    yajl_val v = get(obj, key);
+    yajl_val v = get(c, obj, key);
     if (!v) return 0;
     uint64_t ms;
     if (YAJL_IS_NUMBER(v) && YAJL_IS_DOUBLE(v) && v->u.number.d >= 0 && v->u.number.d < 1e12)
@@ -136,7 +164,7 @@ static int get_duration(ctx_t *c, yajl_val obj, const char *key, uint64_t unit_m
 
 static int get_headers(ctx_t *c, yajl_val obj, const char *key, headers_t *h)
 {
-    yajl_val v = get(obj, key);
+    yajl_val v = get(c, obj, key);
     if (!v || YAJL_IS_NULL(v)) return 0;
     if (!YAJL_IS_OBJECT(v)) return fail(c, key, "must be an object of strings");
     job_headers_free(h);
@@ -155,7 +183,7 @@ static int get_headers(ctx_t *c, yajl_val obj, const char *key, headers_t *h)
 
 static int get_string_list(ctx_t *c, yajl_val obj, const char *key, char ***out, size_t *n)
 {
-    yajl_val v = get(obj, key);
+    yajl_val v = get(c, obj, key);
     if (!v || YAJL_IS_NULL(v)) return 0;
     if (!YAJL_IS_ARRAY(v)) return fail(c, key, "must be an array of strings");
     *out = calloc(v->u.array.len + 1, sizeof **out);
@@ -169,7 +197,7 @@ static int get_string_list(ctx_t *c, yajl_val obj, const char *key, char ***out,
 
 static int check_object(ctx_t *c, yajl_val root, const char *key, yajl_val *out)
 {
-    *out = get(root, key);
+    *out = get(c, root, key);
     if (*out && !YAJL_IS_OBJECT(*out) && !YAJL_IS_NULL(*out))
         return fail(c, key, "must be an object");
     if (*out && YAJL_IS_NULL(*out)) *out = NULL;
@@ -356,9 +384,9 @@ static int parse_processor(ctx_t *c, yajl_val p, config_t *cfg)
                      &cfg->processor_shutdown_grace_ms) < 0 ||
         get_duration(c, p, "disk_check_interval", 1000, "seconds", true,
                      &cfg->disk_check_interval_ms) < 0 ||
-        parse_processor_limits(c, p, cfg) < 0 || check_object(c, p, "filestorage", &fs) < 0)
+        parse_processor_limits(c, p, cfg) < 0 || check_object(c, p, "filestorage", &fs) < 0 ||
+        parse_filestorage(c, fs, cfg) < 0) /* also without one: records its keys */
         return -1;
-    if (fs && parse_filestorage(c, fs, cfg) < 0) return -1;
     c->section = "processor";
     if (cfg->download_lease_ms < 3000) return fail(c, "lease", "must be at least 3 seconds");
     return 0;
@@ -421,8 +449,18 @@ static void free_kafka_props(config_t *cfg)
     cfg->n_kafka_props = 0;
 }
 
+static int parse_http(ctx_t *c, yajl_val v, config_t *cfg)
+{
+    c->section = "backends.http";
+    return get_duration(c, v, "timeout", 1000, "seconds", true, &cfg->http_timeout_ms) < 0 ||
+                   get_string(c, v, "signing_secret", &cfg->http_signing_secret) < 0
+               ? -1
+               : 0;
+}
+
 static int parse_backends(ctx_t *c, yajl_val b, config_t *cfg)
 {
+    if (!find(b, "http") && parse_http(c, NULL, cfg) < 0) return -1; /* records its keys */
     for (size_t i = 0; b && i < b->u.object.len; i++) {
         const char *id = b->u.object.keys[i];
         yajl_val v = b->u.object.values[i];
@@ -430,11 +468,8 @@ static int parse_backends(ctx_t *c, yajl_val b, config_t *cfg)
         if (!YAJL_IS_OBJECT(v)) return fail(c, id, "must be an object");
         if (v->u.object.len == 0) continue; /* an empty object does not enable a backend */
         if (strcasecmp(id, "http") == 0) {
-            c->section = "backends.http";
             cfg->http_enabled = true;
-            if (get_duration(c, v, "timeout", 1000, "seconds", true, &cfg->http_timeout_ms) < 0 ||
-                get_string(c, v, "signing_secret", &cfg->http_signing_secret) < 0)
-                return -1;
+            if (parse_http(c, v, cfg) < 0) return -1;
         } else if (strcasecmp(id, "kafka") == 0) {
             c->section = "backends.kafka";
             cfg->kafka_enabled = true;
@@ -448,6 +483,139 @@ static int parse_backends(ctx_t *c, yajl_val b, config_t *cfg)
         }
     }
     return 0;
+}
+
+/* ---------- warnings: unknown, misplaced and adopted keys ---------- */
+
+static void warn(config_t *cfg, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void warn(config_t *cfg, const char *path, const char *fmt, ...)
+{
+    char msg[512];
+    FORMAT_ARGS(msg, fmt);
+    config_kv_t *w = realloc(cfg->warnings, (cfg->n_warnings + 1) * sizeof *w);
+    if (!w) return;
+    cfg->warnings = w;
+    w[cfg->n_warnings].name = strdup(path);
+    w[cfg->n_warnings].value = strdup(msg);
+    cfg->n_warnings++;
+}
+
+static bool same_section(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool is_known(const ctx_t *c, const char *section, const char *key)
+{
+    for (size_t i = 0; i < c->n_known; i++)
+        if (same_section(c->known[i].section, section) && strcasecmp(c->known[i].key, key) == 0)
+            return true;
+    return false;
+}
+
+/* Edit distance (insertions, deletions, substitutions; case-insensitive), capped: keys
+ * longer than 63 bytes count as far from everything. */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64];
+    if (la > 63 || lb > 63) return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t sub =
+                diag + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            size_t best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+            row[j] = sub < best ? sub : best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* An unknown key at `path` (its section and key): says where it belongs, or the key of
+ * the same section it is probably a misspelling of. */
+static void warn_unknown(const ctx_t *c, config_t *cfg, const char *section, const char *key,
+                         const char *path)
+{
+    char where[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < c->n_known; i++) {
+        const known_t *k = &c->known[i];
+        if (same_section(k->section, section) || strcasecmp(k->key, key) != 0) continue;
+        bool dup = false; /* looked up twice */
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = same_section(c->known[j].section, k->section) &&
+                  strcasecmp(c->known[j].key, key) == 0;
+        if (dup) continue;
+        const char *name = k->section ? k->section : "the top level";
+        used += (size_t)snprintf(where + used, used < sizeof where ? sizeof where - used : 0,
+                                 "%s%s", used ? " or " : "", name);
+    }
+    if (*where) {
+        warn(cfg, path, "%s is ignored: it belongs in %s", path, where);
+        return;
+    }
+    const known_t *best = NULL;
+    size_t best_d = 3; /* at most 2 edits away */
+    for (size_t i = 0; i < c->n_known; i++) {
+        size_t d =
+            same_section(c->known[i].section, section) ? distance(key, c->known[i].key) : SIZE_MAX;
+        if (d < best_d) best = &c->known[i], best_d = d;
+    }
+    if (best)
+        warn(cfg, path, "%s is not a known key and is ignored (did you mean %s%s%s?)", path,
+             section ? section : "", section ? "." : "", best->key);
+    else
+        warn(cfg, path, "%s is not a known key and is ignored", path);
+}
+
+/* Warns about each member of obj (the section `section`, NULL: top level) that the
+ * parser did not look up. */
+static void check_unknown(const ctx_t *c, config_t *cfg, yajl_val obj, const char *section)
+{
+    for (size_t i = 0; obj && YAJL_IS_OBJECT(obj) && i < obj->u.object.len; i++) {
+        const char *key = obj->u.object.keys[i];
+        if (is_known(c, section, key)) continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s%s%s", section ? section : "", section ? "." : "", key);
+        warn_unknown(c, cfg, section, key, path);
+    }
+}
+
+/* The reference's own config.json.sample has download_url under notifier (W33), where
+ * the reference ignores it and its processor then fails. Ours uses it when
+ * processor.download_url is absent, and warns either way. */
+static int adopt_download_url(ctx_t *c, yajl_val p, yajl_val n, config_t *cfg)
+{
+    c->section = "notifier";
+    if (!get(c, n, "download_url")) return 0;
+    if (find(p, "download_url")) {
+        warn(cfg, "notifier.download_url",
+             "notifier.download_url is ignored: it belongs in processor, and "
+             "processor.download_url is set");
+        return 0;
+    }
+    warn(cfg, "notifier.download_url",
+         "notifier.download_url is used as processor.download_url (as in the reference's "
+         "config.json.sample); move it to processor");
+    return get_string(c, n, "download_url", &cfg->download_url);
+}
+
+static void check_all_unknown(const ctx_t *c, config_t *cfg, yajl_val root)
+{
+    static const char *sections[] = {"redis", "api", "processor", "notifier"};
+    check_unknown(c, cfg, root, NULL);
+    for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
+        check_unknown(c, cfg, find(root, sections[i]), sections[i]);
+    check_unknown(c, cfg, find(find(root, "processor"), "filestorage"), "processor.filestorage");
+    /* backends: unknown ids are fatal; kafka's keys are librdkafka's to judge */
+    check_unknown(c, cfg, find(find(root, "backends"), "http"), "backends.http");
 }
 
 static int check_required(ctx_t *c, int components, config_t *cfg)
@@ -488,20 +656,58 @@ static int check_required(ctx_t *c, int components, config_t *cfg)
     return 0;
 }
 
+/* Where yajl stops on a document it rejects: a parse without callbacks (as
+ * yajl_tree_parse does, comments allowed) tells the byte offset, counted here into a
+ * line and a column (both from 1, the column in bytes). */
+static void syntax_error_at(const char *text, size_t len, int *line, int *col)
+{
+    yajl_handle h = yajl_alloc(NULL, NULL, NULL);
+    yajl_config(h, yajl_allow_comments, 1);
+    size_t at = len; /* a premature end: at the end */
+    if (yajl_parse(h, (const unsigned char *)text, len) != yajl_status_ok) {
+        /* yajl points into or just past the offending token: back to where it starts */
+        at = yajl_get_bytes_consumed(h);
+        if (at > len) at = len;
+        size_t start = at;
+        while (start > 0 && !isspace((unsigned char)text[start - 1]) &&
+               !strchr(",:{}[]", text[start - 1]))
+            start--;
+        if (start == at && at > 0 && strchr(",:{}[]", text[at - 1])) start--;
+        at = start;
+    }
+    yajl_free(h);
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < at && i < len; i++) {
+        if (text[i] == '\n') {
+            ++*line;
+            *col = 1;
+        } else {
+            ++*col;
+        }
+    }
+}
+
 int config_parse(const char *json, size_t len, int components, config_t *cfg, char *err,
                  size_t errlen)
 {
-    ctx_t c = {err, errlen, NULL};
+    static ctx_t zero;
+    ctx_t c = zero;
+    c.err = err;
+    c.errlen = errlen;
     char perr[256] = "";
     char *text = strndup(json, len);
     yajl_val root = yajl_tree_parse(text, perr, sizeof perr);
-    free(text);
     set_defaults(cfg);
     if (!root) {
+        int line, col;
+        syntax_error_at(text, strlen(text), &line, &col);
+        free(text);
         char *nl = strchr(perr, '\n');
         if (nl) *nl = 0;
-        return fail(&c, NULL, "invalid JSON: %s", perr);
+        return fail(&c, NULL, "invalid JSON at line %d, column %d: %s", line, col, perr);
     }
+    free(text);
     yajl_val r, a, p, n, b;
     int rc = -1;
     if (!YAJL_IS_OBJECT(root))
@@ -512,8 +718,10 @@ int config_parse(const char *json, size_t len, int components, config_t *cfg, ch
              check_object(&c, root, "backends", &b) == 0 && parse_redis(&c, r, cfg) == 0 &&
              parse_api(&c, a, cfg) == 0 && parse_processor(&c, p, cfg) == 0 &&
              parse_notifier(&c, n, cfg) == 0 && parse_backends(&c, b, cfg) == 0 &&
-             check_required(&c, components, cfg) == 0)
-        rc = 0;
+             adopt_download_url(&c, p, n, cfg) == 0) {
+        check_all_unknown(&c, cfg, root);
+        rc = check_required(&c, components, cfg);
+    }
     yajl_tree_free(root);
     return rc;
 }
@@ -535,6 +743,9 @@ int config_load(const char *path, int components, config_t *cfg, char *err, size
     fclose(f);
     int rc = config_parse(buf, len, components, cfg, err, errlen);
     free(buf);
+    for (size_t i = 0; i < cfg->n_warnings; i++)
+        log_warn("config", cfg->warnings[i].value, "key=%s file=%s", log_q(cfg->warnings[i].name),
+                 log_q(path));
     return rc;
 }
 
@@ -558,6 +769,11 @@ void config_free(config_t *cfg)
     free_list(cfg->allow_cidrs, cfg->n_allow_cidrs);
     job_headers_free(&cfg->request_headers);
     free_kafka_props(cfg);
+    for (size_t i = 0; i < cfg->n_warnings; i++) {
+        free(cfg->warnings[i].name);
+        free(cfg->warnings[i].value);
+    }
+    free(cfg->warnings);
     memset(cfg, 0, sizeof *cfg);
 }
 

@@ -1,5 +1,7 @@
 /* Unit tests of config: defaults, every kind of value, units, case-insensitive keys,
- * and the fatal messages that name the offending key. */
+ * the fatal messages that name the offending key, JSON syntax errors with their line
+ * and column, the warnings for unknown and misplaced keys, and the reference's own
+ * config.json.sample (download_url under notifier) loading unchanged. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,6 +64,11 @@ static void test_good_file(void **state)
     assert_string_equal(c.kafka_props[0].name, "bootstrap.servers");
     assert_string_equal(c.kafka_props[1].value, "1");
     assert_string_equal(c.kafka_props[2].value, "true");
+    /* every key of the document is known but these two */
+    assert_int_equal(c.n_warnings, 2);
+    assert_string_equal(c.warnings[0].name, "whatever");
+    assert_string_equal(c.warnings[0].value, "whatever is not a known key and is ignored");
+    assert_string_equal(c.warnings[1].name, "notifier.unknown");
     config_free(&c);
 }
 
@@ -101,7 +108,7 @@ static void test_bad_values(void **state)
     const int N = CONFIG_NOTIFIER, P = CONFIG_PROCESSOR;
     const char *nb = "\"backends\": {\"http\": {\"timeout\": 1}}";
     char doc[1024];
-    expect_error("{", N, "config: invalid JSON: parse error: premature EOF");
+    expect_error("{", N, "config: invalid JSON at line 1, column 2: parse error: premature EOF");
     expect_error("[]", N, "config: the top level must be a JSON object");
     expect_error("{\"redis\": 5}", N, "config: redis must be an object");
     expect_error("{\"redis\": {\"addr\": 6379}}", N, "config: redis.addr must be a string");
@@ -302,6 +309,145 @@ static void test_s3_keys(void **state)
                  "processor.filestorage.access_key_id");
 }
 
+static void test_syntax_error_names_line_and_column(void **state)
+{
+    (void)state;
+    expect_error("{\"redis\": {\n  \"addr\": \"h:1\",\n}}", 0,
+                 "config: invalid JSON at line 3, column 1: parse error: invalid object key "
+                 "(must be a string)");
+    expect_error("{\"api\": {}\n \"processor\": {}}", 0,
+                 "config: invalid JSON at line 2, column 2: parse error: after key and value, "
+                 "inside map, I expect ',' or '}'");
+    expect_error("/* comments are fine */\n{\"api\": {\"max_body\": 1O}}", 0,
+                 "config: invalid JSON at line 2, column 22: lexical error: invalid char in json "
+                 "text.");
+}
+
+/* The warning about `path`, or NULL. */
+static const char *warning(const config_t *c, const char *path)
+{
+    for (size_t i = 0; i < c->n_warnings; i++)
+        if (strcmp(c->warnings[i].name, path) == 0) return c->warnings[i].value;
+    return NULL;
+}
+
+static void test_unknown_and_misplaced_keys(void **state)
+{
+    (void)state;
+    const char *doc =
+        "{\"redis\": {\"addr\": \"h:1\", \"Sentinels\": []},"
+        " \"api\": {\"lease\": 3},"
+        " \"storage_dir\": \"/t\", \"procesor\": {},"
+        " \"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://h\","
+        "   \"max_concurency\": 4, \"rootdir\": \"/r\", \"filestorage\": {\"Type\": \"filesystem\","
+        "   \"regoin\": \"x\"}},"
+        " \"notifier\": {\"concurrency\": 1, \"deletion_interval\": 1, \"storage_dir\": \"/t\","
+        "   \"filestorage\": {}, \"timeout\": 3},"
+        " \"backends\": {\"http\": {\"timeout\": 1, \"signing_secrets\": \"s\"},"
+        "   \"kafka\": {\"any.librdkafka.property\": 1}}}";
+    config_t c;
+    char err[512];
+    assert_int_equal(config_parse(doc, strlen(doc), CONFIG_API | CONFIG_PROCESSOR | CONFIG_NOTIFIER,
+                                  &c, err, sizeof err),
+                     0);
+    static const char *const want[][2] = {
+        {"redis.Sentinels",
+         "redis.Sentinels is not a known key and is ignored (did you mean redis.sentinel?)"},
+        {"api.lease", "api.lease is ignored: it belongs in processor or notifier"},
+        {"storage_dir", "storage_dir is ignored: it belongs in processor"},
+        {"procesor", "procesor is not a known key and is ignored (did you mean processor?)"},
+        {"processor.max_concurency", "processor.max_concurency is not a known key and is ignored "
+                                     "(did you mean processor.max_concurrency?)"},
+        {"processor.rootdir", "processor.rootdir is ignored: it belongs in processor.filestorage"},
+        {"processor.filestorage.regoin", "processor.filestorage.regoin is not a known key and is "
+                                         "ignored (did you mean processor.filestorage.region?)"},
+        {"notifier.storage_dir", "notifier.storage_dir is ignored: it belongs in processor"},
+        {"notifier.filestorage", "notifier.filestorage is ignored: it belongs in processor"},
+        {"notifier.timeout", "notifier.timeout is ignored: it belongs in backends.http"},
+        {"backends.http.signing_secrets",
+         "backends.http.signing_secrets is not a known key and is ignored (did you mean "
+         "backends.http.signing_secret?)"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *w = warning(&c, want[i][0]);
+        if (!w || strcmp(w, want[i][1]) != 0)
+            fail_msg("%s: got %s\nwant %s", want[i][0], w ? w : "(none)", want[i][1]);
+    }
+    assert_int_equal(c.n_warnings, sizeof want / sizeof want[0]);
+    assert_int_equal(c.max_concurrency, 1024); /* the misspelt key did nothing */
+    config_free(&c);
+
+    /* a fatal problem still names its key, after the warning that explains it */
+    const char *moved = "{\"processor\": {\"download_url\": \"http://h\"},"
+                        " \"notifier\": {\"storage_dir\": \"/t\"}}";
+    assert_int_equal(config_parse(moved, strlen(moved), CONFIG_PROCESSOR, &c, err, sizeof err), -1);
+    assert_string_equal(err, "config: processor.storage_dir must be set to a writable directory");
+    assert_string_equal(warning(&c, "notifier.storage_dir"),
+                        "notifier.storage_dir is ignored: it belongs in processor");
+    config_free(&c);
+}
+
+/* The reference's config.json.sample, as its spec describes it: download_url sits under
+ * notifier (W33), where the reference ignores it and its processor exits. Ours runs it
+ * unchanged, taking download_url from there, and says so. */
+static const char *reference_sample =
+    "{\n"
+    "  \"redis\": {\n"
+    "    \"addr\": \"localhost:6379\",\n"
+    "    \"sentinel\": [],\n"
+    "    \"master_name\": \"\"\n"
+    "  },\n"
+    "  \"api\": {\n"
+    "    \"heartbeat_path\": \"/tmp/disable_api\"\n"
+    "  },\n"
+    "  \"processor\": {\n"
+    "    \"storage_dir\": \"/tmp/\",\n"
+    "    \"filestorage\": {\"type\": \"filesystem\", \"rootdir\": \"/tmp/files\"},\n"
+    "    \"request_headers\": {\"Accept\": \"*/*\", \"User-Agent\": \"Downloader v1\"},\n"
+    "    \"stats_interval\": 5000\n"
+    "  },\n"
+    "  \"notifier\": {\n"
+    "    \"concurrency\": 10,\n"
+    "    \"stats_interval\": 5000,\n"
+    "    \"deletion_interval\": 60,\n"
+    "    \"download_url\": \"http://localhost/foo\"\n"
+    "  },\n"
+    "  \"backends\": {\n"
+    "    \"http\": {\"timeout\": 30},\n"
+    "    \"kafka\": {\"bootstrap.servers\": \"localhost:9092\", \"go.delivery.reports\": true}\n"
+    "  }\n"
+    "}\n";
+
+static void test_reference_sample_runs_unchanged(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[512];
+    for (int comps = CONFIG_API; comps <= CONFIG_NOTIFIER; comps <<= 1) {
+        if (config_parse(reference_sample, strlen(reference_sample), comps, &c, err, sizeof err) <
+            0)
+            fail_msg("component %d: %s", comps, err);
+        assert_string_equal(c.download_url, "http://localhost/foo");
+        assert_int_equal(c.n_warnings, 1);
+        assert_string_equal(c.warnings[0].name, "notifier.download_url");
+        assert_string_equal(c.warnings[0].value,
+                            "notifier.download_url is used as processor.download_url (as in the "
+                            "reference's config.json.sample); move it to processor");
+        config_free(&c);
+    }
+    /* with processor.download_url set, that one wins and the notifier's is ignored */
+    const char *both = "{\"processor\": {\"storage_dir\": \"/t\", \"download_url\": \"http://p\"},"
+                       " \"notifier\": {\"download_url\": \"http://n\"}}";
+    assert_int_equal(config_parse(both, strlen(both), CONFIG_PROCESSOR, &c, err, sizeof err), 0);
+    assert_string_equal(c.download_url, "http://p");
+    assert_string_equal(warning(&c, "notifier.download_url"),
+                        "notifier.download_url is ignored: it belongs in processor, and "
+                        "processor.download_url is set");
+    config_free(&c);
+    expect_error("{\"notifier\": {\"download_url\": 5}}", 0,
+                 "config: notifier.download_url must be a string");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +459,9 @@ int main(void)
         cmocka_unit_test(test_security_keys),
         cmocka_unit_test(test_repeated_kafka_backend),
         cmocka_unit_test(test_s3_keys),
+        cmocka_unit_test(test_syntax_error_names_line_and_column),
+        cmocka_unit_test(test_unknown_and_misplaced_keys),
+        cmocka_unit_test(test_reference_sample_runs_unchanged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
