@@ -7,14 +7,20 @@
  * and notifiers needing a port of their own. Queue depths are read from Redis at
  * scrape time (the 100 largest aggregations, so the output stays bounded). When Redis
  * is away only this process's series are rendered, with downloader_redis_up 0.
+ * The standard process_* series (CPU, resident memory, fds, start time) travel the
+ * same way: each process reads its own /proc/self when it builds a heartbeat, so a
+ * scrape never reads anything of another process but its last heartbeat.
  * Output: text exposition format 0.0.4 (HELP and TYPE before the samples of each
  * family, label values escaped, histogram buckets cumulative and ending in +Inf). */
 #include "metrics.h"
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <yajl/yajl_tree.h>
 
 #include "json.h"
@@ -199,10 +205,56 @@ static void gen_api(yajl_gen g)
     yajl_gen_map_close(g);
 }
 
+/* Open descriptors: the entries of /proc/self/fd but the one reading it; -1 without
+ * /proc. */
+static long long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    long long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d);
+    closedir(d);
+    return n;
+}
+
+/* Resident pages from /proc/self/statm, in bytes; -1 without /proc. */
+static long long resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long size, resident;
+    int got = f ? fscanf(f, "%lld %lld", &size, &resident) : 0;
+    if (f) fclose(f);
+    return got == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
+}
+
+/* This process's resources for the process_* series (member "process"). /proc reads
+ * are served from kernel memory, so they stay on the loop; an unknown value (no /proc,
+ * no fd limit) is left out and so is its series. */
+static void gen_process(yajl_gen g)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    long long rss = resident_bytes(), fds = open_fds();
+    json_str(g, "process");
+    yajl_gen_map_open(g);
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        json_kv_int(g, "cpu_us",
+                    (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+                        ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    if (rss >= 0) json_kv_int(g, "rss_bytes", rss);
+    if (fds >= 0) json_kv_int(g, "open_fds", fds);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        json_kv_int(g, "max_fds", (long long)rl.rlim_cur);
+    yajl_gen_map_close(g);
+}
+
 void metrics_gen_json(yajl_gen g, const char *component, const app_t *app)
 {
     json_str(g, "metrics");
     yajl_gen_map_open(g);
+    gen_process(g);
     json_kv_int(g, "redis_reconnects", (long long)store_reconnects(app->store));
     json_kv_int(g, "unreplicated", (long long)store_unreplicated(app->store));
     for (size_t i = 0; i < 3; i++)
@@ -383,20 +435,36 @@ static void render_gauge(FILE *f, const inst_t *in, size_t n, const char *name, 
     }
 }
 
-/* Per process (a `downloader all` process has three instances: render it once). */
+/* Per process (a `downloader all` process has three instances: render it once). A
+ * family's value is the heartbeat's metrics member `member` ("a.b": member b of
+ * object a) divided by `scale`, or the start time, or the build info. */
 static void render_processes(FILE *f, const inst_t *in, size_t n)
 {
+    enum { MEMBER, START, BUILD };
     static const struct {
         const char *name, *type, *help, *member;
+        int kind;
+        double scale;
     } fam[] = {
         {"downloader_redis_reconnects_total", "counter",
          "Times the process's Redis command connection came back after it had been up.",
-         "redis_reconnects"},
+         "redis_reconnects", MEMBER, 1},
         {"downloader_enqueue_unreplicated_total", "counter",
-         "Jobs acknowledged although WAIT (redis.wait_replicas) timed out.", "unreplicated"},
+         "Jobs acknowledged although WAIT (redis.wait_replicas) timed out.", "unreplicated", MEMBER,
+         1},
         {"downloader_process_start_time_seconds", "gauge",
-         "Start time of the process (Unix seconds).", NULL},
-        {"downloader_build_info", "gauge", "Version of the process (value 1).", NULL},
+         "Start time of the process (Unix seconds).", NULL, START, 1},
+        {"downloader_build_info", "gauge", "Version of the process (value 1).", NULL, BUILD, 1},
+        {"process_cpu_seconds_total", "counter", "User and system CPU time of the process.",
+         "process.cpu_us", MEMBER, 1e6},
+        {"process_resident_memory_bytes", "gauge", "Resident set size of the process.",
+         "process.rss_bytes", MEMBER, 1},
+        {"process_open_fds", "gauge", "File descriptors the process has open.", "process.open_fds",
+         MEMBER, 1},
+        {"process_max_fds", "gauge", "The process's limit of open file descriptors.",
+         "process.max_fds", MEMBER, 1},
+        {"process_start_time_seconds", "gauge", "Start time of the process (Unix seconds).", NULL,
+         START, 1},
     };
     for (size_t k = 0; k < sizeof fam / sizeof fam[0]; k++) {
         family(f, fam[k].name, fam[k].type, fam[k].help);
@@ -408,14 +476,29 @@ static void render_processes(FILE *f, const inst_t *in, size_t n)
             char p[512], v[256];
             metrics_escape(p, sizeof p, in[i].process);
             metrics_escape(v, sizeof v, in[i].version);
-            if (fam[k].member)
-                fprintf(f, "%s{process=\"%s\"} %lld\n", fam[k].name, p,
-                        num(member(in[i].m, fam[k].member)));
-            else if (k == 2)
+            if (fam[k].kind == MEMBER) {
+                const char *dot = strchr(fam[k].member, '.');
+                yajl_val val = in[i].m;
+                if (dot) {
+                    char outer[32];
+                    snprintf(outer, sizeof outer, "%.*s", (int)(dot - fam[k].member),
+                             fam[k].member);
+                    val = member(member(val, outer), dot + 1);
+                } else {
+                    val = member(val, fam[k].member);
+                }
+                if (dot && !val) continue; /* not measured there */
+                if (fam[k].scale == 1)
+                    fprintf(f, "%s{process=\"%s\"} %lld\n", fam[k].name, p, num(val));
+                else
+                    fprintf(f, "%s{process=\"%s\"} %.6f\n", fam[k].name, p,
+                            (double)num(val) / fam[k].scale);
+            } else if (fam[k].kind == START) {
                 fprintf(f, "%s{process=\"%s\"} %.3f\n", fam[k].name, p,
                         (double)in[i].started_ms / 1000.0);
-            else
+            } else {
                 fprintf(f, "%s{process=\"%s\",version=\"%s\"} 1\n", fam[k].name, p, v);
+            }
         }
     }
 }

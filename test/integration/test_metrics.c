@@ -4,17 +4,21 @@
  * `name{labels} value`, names and label names well formed, label values properly
  * escaped, TYPE before the samples of its family, each family in one block, no
  * duplicate series, histogram buckets cumulative and ending with +Inf equal to _count.
- * Then checks the values against what happened, and that Redis going away still gives
- * a parseable answer with downloader_redis_up 0. */
+ * Then checks the values against what happened, that the standard process_* series
+ * come per process (this one and a second one known only by its heartbeat), and that
+ * Redis going away still gives a parseable answer with downloader_redis_up 0. */
 #include <ctype.h>
 #include <math.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -414,6 +418,66 @@ static void test_metrics_format_and_values(void **state)
     assert_true(value_of(&e, "downloader_redis_up", NULL) == 1);
 }
 
+/* Samples of a family, one per process: their process label values into procs. */
+static size_t processes_of(const expo_t *e, const char *name, char procs[][128], size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < e->n && n < max; i++) {
+        if (strcmp(e->s[i].name, name) != 0) continue;
+        const char *p = strstr(e->s[i].labels, "process=");
+        assert_non_null(p);
+        snprintf(procs[n++], 128, "%.*s", (int)strcspn(p + 8, "\x1f"), p + 8);
+    }
+    return n;
+}
+
+static bool two_processes(void *arg)
+{
+    expo_t *e = arg;
+    char ct[256], procs[4][128];
+    char *body = scrape(ct, sizeof ct);
+    expo_parse(e, body);
+    free(body);
+    return processes_of(e, "process_open_fds", procs, 4) == 2;
+}
+
+static void test_process_metrics(void **state)
+{
+    (void)state;
+    /* a second process: its series reach this API only through its heartbeat */
+    pid_t pid = h_env_run(&env, "processor");
+    assert_true(pid > 0);
+    static expo_t e;
+    assert_true(h_wait_for(two_processes, &e, 15000));
+    assert_true(has_family(&e, "process_cpu_seconds_total", "counter"));
+    static const char *const gauges[] = {"process_resident_memory_bytes", "process_open_fds",
+                                         "process_max_fds", "process_start_time_seconds"};
+    for (size_t i = 0; i < 4; i++)
+        assert_true(has_family(&e, gauges[i], "gauge"));
+    char procs[4][128];
+    assert_int_equal(processes_of(&e, "process_cpu_seconds_total", procs, 4), 2);
+    assert_string_not_equal(procs[0], procs[1]);
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0); /* the children inherit it */
+    double now = (double)time(NULL);
+    for (size_t k = 0; k < 2; k++) {
+        char label[600];
+        snprintf(label, sizeof label, "process=%s", procs[k]);
+        const char *want[] = {label, NULL};
+        double cpu = value_of(&e, "process_cpu_seconds_total", want);
+        double rss = value_of(&e, "process_resident_memory_bytes", want);
+        double fds = value_of(&e, "process_open_fds", want);
+        double max = value_of(&e, "process_max_fds", want);
+        double start = value_of(&e, "process_start_time_seconds", want);
+        if (!(cpu > 0 && cpu < 600 && rss > 1e6 && rss < 4e9 && fds >= 5 && fds < max &&
+              max == (double)rl.rlim_cur && start > now - 600 && start <= now + 1))
+            fail_msg("%s: cpu %g rss %g fds %g max %g start %g (now %g)", procs[k], cpu, rss, fds,
+                     max, start, now);
+        assert_true(value_of(&e, "downloader_process_start_time_seconds", want) == start);
+    }
+    assert_int_equal(h_env_kill(&env, pid, SIGTERM, 5000), 0);
+}
+
 static void test_metrics_without_redis(void **state)
 {
     (void)state;
@@ -433,6 +497,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_metrics_format_and_values),
+        cmocka_unit_test(test_process_metrics),
         cmocka_unit_test(test_metrics_without_redis),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
