@@ -1,7 +1,12 @@
 /* fetch: one download over curlm. Builds the request (§6.5: merged headers, gzip,
  * redirects, proxy, timeouts, size cap), streams the body into the temp file with
  * async uv_fs writes (pausing curl while a write is in flight), hands the first
- * 1,024 bytes to a hook (MIME check) and classifies failures as in §5.5. */
+ * 1,024 bytes of the file to a hook (MIME check), digests the body while it streams
+ * (SHA-256, and MD5 when the job's checksum asks for it) and classifies failures as
+ * in §5.5. An attempt that ends early keeps its temp file when the origin can resume
+ * it (Accept-Ranges: bytes and a strong ETag or a Last-Modified, stored in the
+ * file's user.downloader.resume xattr); a later attempt with `resume` asks for the
+ * rest with Range / If-Range. */
 #ifndef DOWNLOADER_FETCH_H
 #define DOWNLOADER_FETCH_H
 
@@ -47,9 +52,13 @@ typedef struct {
     const char *tmp_path;     /* created/truncated; removed again on any failure */
     fetch_head_fn on_head;    /* NULL when no check is needed */
     void *head_arg;
-    size_t mem_limit; /* > 0: keep a body of at most this many bytes in memory
-                         (res.mem) instead of a temp file; a larger body switches
-                         to the temp file. 0: always stream to tmp_path */
+    size_t mem_limit;     /* > 0: keep a body of at most this many bytes in memory
+                             (res.mem) instead of a temp file; a larger body switches
+                             to the temp file. 0: always stream to tmp_path */
+    const char *checksum; /* "sha256:<hex>" / "md5:<hex>" the body must have; NULL = none */
+    bool resume;          /* an earlier attempt may have kept tmp_path: open it on the thread pool
+                             (lock, validators, digest of the kept bytes) and ask for the rest.
+                             mem_limit is then ignored */
 } fetch_req_t;
 
 typedef struct {
@@ -59,7 +68,12 @@ typedef struct {
     bool cancelled;      /* aborted by fetch_cancel: never counts as an attempt */
     long response_code;  /* final HTTP status, 0 when none */
     long retry_after_ms; /* Retry-After of a 408/429/503 answer, 0 when none */
-    uint64_t bytes;      /* body bytes written */
+    bool restart;        /* the origin refused the resume (416, or a Content-Range that
+                            does not fit): start again without it, not an attempt */
+    bool partial_kept;   /* failed, and the temp file stays for a later attempt to resume */
+    uint64_t bytes;      /* size of the file: kept bytes + body bytes of this attempt */
+    uint64_t kept;       /* bytes this attempt resumed from (kept by earlier attempts) */
+    char sha256[65];     /* ok: hex SHA-256 of the whole file */
     char error[1024];    /* "Error while <phase>, <detail>, retriable: <b>, internal: <b>" */
     char stat[48];       /* stat counter to bump ("download.response.404"), "" for none */
     unsigned char *mem;  /* ok and the body stayed in memory (see mem_limit): the body,
@@ -76,11 +90,16 @@ typedef void (*fetch_done_fn)(fetch_t *f, const fetch_result_t *res, void *arg);
 fetch_t *fetch_start(uv_loop_t *loop, curlm_t *m, const fetch_opts_t *opts, const fetch_req_t *req,
                      fetch_done_fn done, void *arg);
 
+/* Caps the transfer's receive speed (CURLOPT_MAX_RECV_SPEED_LARGE), bytes/s; 0 = none.
+ * Takes effect at once, also in the middle of a transfer. */
+void fetch_set_max_speed(fetch_t *f, int64_t bytes_per_s);
+
 /* Aborts; done is then called with cancelled = true and retriable = true. */
 void fetch_cancel(fetch_t *f);
 
-/* Bytes received so far and the expected total (-1 when unknown). */
-void fetch_progress(const fetch_t *f, uint64_t *received, int64_t *total);
+/* Bytes of the file so far (kept + received), the expected total (-1 when unknown)
+ * and the bytes kept from earlier attempts. */
+void fetch_progress(const fetch_t *f, uint64_t *received, int64_t *total, uint64_t *kept);
 
 /* Merges default and job headers as §6.5 says (job replaces default, names compared
  * case-insensitively, canonical capitalisation) into a curl_slist-ready list of

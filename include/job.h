@@ -40,9 +40,11 @@ typedef struct job {
     headers_t request_headers;
     char *s3_bucket;
     char *s3_region;
+    char *checksum; /* "sha256:<64 hex>" or "md5:<32 hex>" (lower case), NULL when not asked */
     /* aggregation fields of the request */
     long aggr_limit;
-    char *aggr_proxy; /* NULL when absent, "" allowed */
+    char *aggr_proxy;         /* NULL when absent, "" allowed */
+    long long aggr_bandwidth; /* bytes/s for the whole aggregation, 0 = not given */
     /* state, as stored in Redis */
     dl_state_t download_state;
     int download_count;
@@ -53,6 +55,9 @@ typedef struct job {
     char *download_url; /* processor's base URL at success (never the joined URL) */
     int response_code;
     char *image_size; /* "WxH" or NULL */
+    char *sha256;     /* of the stored file (64 hex), NULL before success */
+    long long size;   /* of the stored file, bytes */
+    bool tried;       /* claimed before (an earlier attempt may have kept a partial file) */
 } job_t;
 
 /* Result of job_parse(). */
@@ -68,10 +73,10 @@ typedef enum { JOB_OK = 0, JOB_ERR_JOB, JOB_ERR_AGGR } job_err_t;
 job_err_t job_parse(const char *body, size_t len, job_t *job, char *err, size_t errlen);
 
 /* Only the Aggregation half of job_parse (§3.1.2), for callers that must run it after
- * id generation as the reference does. On success replaces job->aggr_limit and
- * job->aggr_proxy and touches nothing else; on failure returns JOB_ERR_AGGR with
- * "Error unmarshalling body '<body>' to Aggregation: <reason>" in err and leaves the
- * job as it was. Same err sizing as job_parse. */
+ * id generation as the reference does. On success replaces job->aggr_limit,
+ * job->aggr_proxy and job->aggr_bandwidth and touches nothing else; on failure returns JOB_ERR_AGGR
+ * with "Error unmarshalling body '<body>' to Aggregation: <reason>" in err and leaves the job as it
+ * was. Same err sizing as job_parse. */
 job_err_t job_parse_aggr(const char *body, size_t len, job_t *job, char *err, size_t errlen);
 
 /* Frees every heap field and zeroes the struct. */
@@ -107,7 +112,11 @@ void job_headers_free(headers_t *h);
  * cleaned, query and fragment kept. Returns malloc'd string, NULL on a bad base. */
 char *job_file_url(const char *base, const char *id);
 
-/* Callback payload (§7.3), exactly the 10 keys, as malloc'd JSON (len in *len).
+/* Whether text is a valid checksum field: "sha256:" + 64 or "md5:" + 32 hex digits. */
+bool job_checksum_valid(const char *text);
+
+/* Callback payload (§7.3), exactly the 10 keys, as malloc'd JSON (len in *len); a job
+ * that asked for a checksum also gets "sha256" and "size" of the stored file.
  * Returns NULL when the download state is neither Success nor Failed (W14). */
 char *job_callback_payload(const job_t *job, size_t *len);
 

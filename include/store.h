@@ -27,7 +27,13 @@ typedef enum {
 } store_rc_t;
 
 /* Wake-up kinds published on the pub/sub channel. */
-typedef enum { STORE_WAKE_ALL = 0, STORE_WAKE_DL, STORE_WAKE_CB, STORE_WAKE_REAP } store_wake_t;
+typedef enum {
+    STORE_WAKE_ALL = 0,
+    STORE_WAKE_DL,
+    STORE_WAKE_CB,
+    STORE_WAKE_REAP,
+    STORE_WAKE_BW /* a processor joined or left an aggregation with a bandwidth cap */
+} store_wake_t;
 
 typedef void (*store_wake_fn)(store_wake_t kind, void *arg);
 typedef void (*store_state_fn)(bool up, void *arg);
@@ -134,9 +140,15 @@ void store_depths(store_t *s, store_depths_fn done, void *arg);
 
 /* ---- processor ---- */
 typedef struct {
-    job_t job;   /* fields decoded from the job hash (job.id, job.aggr_id set) */
-    char *proxy; /* the aggregation's proxy, "" for none */
+    job_t job;          /* fields decoded from the job hash (job.id, job.aggr_id set) */
+    char *proxy;        /* the aggregation's proxy, "" for none */
+    long long bw_procs; /* with a bandwidth cap (job.aggr_bandwidth): processors sharing it */
 } store_claimed_t;
+
+/* The number of processors running downloads of an aggregation with a bandwidth cap
+ * (the size of bwp:<aggr>, kept by claim.lua and dl_finish.lua). */
+typedef void (*store_count_fn)(store_rc_t rc, long long n, void *arg);
+void store_bw_procs(store_t *s, const char *aggr, store_count_fn done, void *arg);
 
 /* next_*: absolute Redis ms time of the earliest delayed item / lease deadline, or 0
  * when there is none; now_ms: Redis' clock at the claim. Claimed jobs are owned by the

@@ -203,12 +203,17 @@ static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long 
                                     {"callback_error", "CallbackMeta"},
                                     {"image_size", "ImageSize"},
                                     {"mime_type", "MimeDetected"},
+                                    {"sha256", "Sha256"},
                                     {"extra", "Extra"}};
-    static const char *ints[][2] = {
-        {"download_attempts", "DownloadCount"},  {"callback_attempts", "CallbackCount"},
-        {"response_code", "ResponseCode"},       {"size", "Size"},
-        {"created_at_ms", "CreatedAt"},          {"updated_at_ms", "UpdatedAt"},
-        {"next_attempt_at_ms", "NextAttemptAt"}, {"lost_leases", "LostLeases"}};
+    static const char *ints[][2] = {{"download_attempts", "DownloadCount"},
+                                    {"callback_attempts", "CallbackCount"},
+                                    {"response_code", "ResponseCode"},
+                                    {"size", "Size"},
+                                    {"created_at_ms", "CreatedAt"},
+                                    {"updated_at_ms", "UpdatedAt"},
+                                    {"next_attempt_at_ms", "NextAttemptAt"},
+                                    {"lost_leases", "LostLeases"},
+                                    {"kept_bytes", "KeptBytes"}};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         status_field_str(g, kv, n, strs[i][0], strs[i][1]);
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)

@@ -9,19 +9,43 @@
  * ones: that is the final "refused to connect" error. The life of a fetch:
  *   open tmp file -> curl transfer -> wait for the last write -> close
  *   -> (unlink on failure) -> done
- * Every step after fetch_start is a uv callback, so done is always asynchronous. */
+ * Every step after fetch_start is a uv callback, so done is always asynchronous.
+ *
+ * Digests: SHA-256 of every body (recorded for the stored file) and the job's
+ * checksum digest (MD5) when it asks for one, updated as the body streams in on the
+ * loop; the file is never read again for them.
+ *
+ * Resume (issue 16): a response with Accept-Ranges: bytes, a strong ETag or a
+ * Last-Modified, a known length and no Content-Encoding can be resumed. Before its
+ * first body write the temp file gets those validators in the xattr RESUME_XATTR
+ * (one thread-pool job), so they survive a kill -9 with the bytes written. A failed
+ * attempt that was retriable (reset, timeouts, shutdown, a full disk or a file-size
+ * limit) then keeps the file instead of removing it. With req.resume the temp file is
+ * opened on the thread pool instead: flock(LOCK_EX) (a file still locked belongs to a
+ * stalled earlier holder: it is unlinked and a new one made, so that holder writes
+ * into an orphan), the xattr read, the kept bytes digested once and their first
+ * FETCH_HEAD_SIZE bytes kept for the MIME hook; the request then carries
+ * Range: bytes=<kept>- and If-Range. A 206 whose Content-Range starts at <kept> (and
+ * has the recorded length) appends; a 200 starts over (the file is cut before the
+ * first write); a 416 or another Content-Range ends the fetch with res.restart. */
 #include "fetch.h"
 #include "log.h"
 #include "netguard.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
+#include <unistd.h>
 
 #define FETCH_BUFFER_SIZE 16384L
 #define FETCH_MAX_REDIRS 10L
@@ -32,6 +56,9 @@
 #define FETCH_DEFAULT_LOW_SPEED_TIME 60L
 #define FETCH_WBUF_STEP 4096
 #define FETCH_LOOPBACK "localhost,127.0.0.0/8,::1"
+#define RESUME_XATTR "user.downloader.resume"
+#define VALIDATOR_LEN 256
+#define DIGEST_READ (1024 * 1024) /* read size when digesting kept bytes */
 
 typedef enum { ST_OPENING, ST_RUNNING, ST_FINISHING } stage_t;
 
@@ -76,6 +103,26 @@ struct fetch {
     size_t head_len;
     unsigned char head[FETCH_HEAD_SIZE];
     char errbuf[CURL_ERROR_SIZE];
+    EVP_MD_CTX *sha;    /* SHA-256 of the file */
+    EVP_MD_CTX *want;   /* the checksum's digest when it is not SHA-256 (MD5), or NULL */
+    char *checksum;     /* the expected "algo:hex", NULL when none */
+    bool resume_req;    /* req.resume: open through resume_open */
+    bool client_range;  /* the job sends its own Range: nothing is ever kept */
+    bool accept_ranges; /* the last response: Accept-Ranges: bytes */
+    bool has_cr;        /* ... a Content-Range "bytes a-b/t" (cr_start, cr_total) */
+    bool keepable;      /* this response can be resumed by a later attempt */
+    bool meta_pending;  /* write meta to RESUME_XATTR before the next body write */
+    bool meta_set;      /* the temp file carries this response's validators */
+    bool trunc_pending; /* started over: cut the kept bytes before the next write */
+    bool unmeta;        /* success: drop RESUME_XATTR before the file is stored */
+    int work_err;       /* -errno of the last thread-pool job, 0 when fine */
+    uv_work_t work;     /* resume_open / prewrite (never two at once, nor with req) */
+    uint64_t base;      /* bytes kept: where this attempt's body starts in the file */
+    long long cr_start, cr_total;
+    char etag[VALIDATOR_LEN], last_modified[VALIDATOR_LEN]; /* last response */
+    char v_etag[VALIDATOR_LEN], v_lm[VALIDATOR_LEN];        /* read from the xattr */
+    long long v_total;                                      /* ... */
+    char meta[2 * VALIDATOR_LEN + 32];                      /* to write */
     netguard_t guard; /* SSRF guard; guard.on = false when not configured */
     char refused[64]; /* the last address the guard refused, "" when none */
     fetch_result_t res;
@@ -143,9 +190,20 @@ static bool is_2xx(long code)
     return code >= 200 && code < 300;
 }
 
+/* The origin refused the resume: the caller starts again without it, not an attempt. */
+static void fail_restart(fetch_t *f, const char *why)
+{
+    fail(f, "downloading file", why, true, true, "");
+    f->res.restart = true;
+}
+
 static void fail_status(fetch_t *f, long code)
 {
     char detail[160], stat[48];
+    if (code == 416 && f->base > 0) {
+        fail_restart(f, "the origin refused the range of the kept bytes (416)");
+        return;
+    }
     if (code == f->status && f->status_text[0])
         snprintf(detail, sizeof detail, "Received status code %s", f->status_text);
     else
@@ -263,6 +321,37 @@ static int run_head_hook(fetch_t *f)
     return -1;
 }
 
+static void digest_hex(EVP_MD_CTX *ctx, char *hex, size_t len)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    hex[0] = '\0';
+    if (EVP_DigestFinal_ex(ctx, md, &n) != 1) return;
+    for (unsigned int i = 0; i < n && 2 * i + 2 < len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+/* The body is complete: its SHA-256 into the result, and the job's checksum compared.
+ * A mismatch is final. 0 or -1. */
+static int verify_digest(fetch_t *f, long code)
+{
+    char got[2 * EVP_MAX_MD_SIZE + 1];
+    digest_hex(f->sha, f->res.sha256, sizeof f->res.sha256);
+    if (!f->checksum) return 0;
+    const char *colon = strchr(f->checksum, ':');
+    if (f->want)
+        digest_hex(f->want, got, sizeof got);
+    else
+        snprintf(got, sizeof got, "%s", f->res.sha256);
+    if (strcmp(colon + 1, got) == 0) return 0;
+    char detail[256];
+    snprintf(detail, sizeof detail, "checksum mismatch: expected %s, got %.*s:%s", f->checksum,
+             (int)(colon - f->checksum), f->checksum, got);
+    fail(f, "verifying checksum", detail, false, false, "download.response.checksum");
+    f->res.response_code = code;
+    return -1;
+}
+
 /* Maps the end of the curl transfer onto the result (unless a callback already did). */
 static void classify(fetch_t *f, CURLcode rc)
 {
@@ -275,7 +364,7 @@ static void classify(fetch_t *f, CURLcode rc)
     } else if (rc == CURLE_OK && !is_2xx(code)) {
         fail_status(f, code);
     } else if (rc == CURLE_OK) {
-        if (run_head_hook(f) != 0) return;
+        if (run_head_hook(f) != 0 || verify_digest(f, code) != 0) return;
         f->res.ok = true;
         f->res.response_code = code;
         snprintf(f->res.stat, sizeof f->res.stat, "download.response.%ld", code);
@@ -299,6 +388,9 @@ static void fetch_free(fetch_t *f)
     curlm_easy_release(f->m, f->easy);
     curl_slist_free_all(f->slist);
     netguard_free(&f->guard);
+    EVP_MD_CTX_free(f->sha);
+    EVP_MD_CTX_free(f->want);
+    free(f->checksum);
     free(f->url);
     free(f->tmp_path);
     free(f->wbuf);
@@ -307,7 +399,8 @@ static void fetch_free(fetch_t *f)
 
 static void complete(fetch_t *f)
 {
-    f->res.bytes = f->received;
+    f->res.bytes = f->base + f->received;
+    f->res.kept = f->base;
     if (f->res.ok && f->in_memory) { /* hand the body over: no temp file exists */
         f->res.mem = f->wbuf;
         f->res.mem_len = f->wlen;
@@ -337,16 +430,35 @@ static void on_closed(uv_fs_t *req)
     finish_io(f);
 }
 
+/* A failed attempt leaves its temp file for the next one when the origin can resume
+ * it and the failure may go away (reset, timeouts, shutdown, disk full, file-size
+ * limit): not for a refused resume, a final answer, a MIME or checksum rejection. */
+static bool keep_partial(fetch_t *f)
+{
+    f->res.partial_kept =
+        f->meta_set && f->written > 0 && !f->res.restart && (f->res.retriable || f->res.cancelled);
+    return f->res.partial_kept;
+}
+
+static int submit_prewrite(fetch_t *f);
+
 /* After the transfer: wait for the write in flight, close, unlink on failure, done. */
 static void finish_io(fetch_t *f)
 {
     if (f->writing || f->opening) return; /* on_written / on_opened_late come back here */
+    if (f->fd >= 0 && f->res.ok && (f->trunc_pending || f->meta_set)) {
+        f->unmeta = f->meta_set; /* the stored file does not need the validators */
+        f->meta_set = false;
+        if (submit_prewrite(f) == 0) return; /* comes back here */
+    }
     if (f->fd >= 0) {
         if (uv_fs_close(f->loop, &f->req, f->fd, on_closed) == 0) return;
         f->fd = -1;
     }
     /* a failure always ends through the (async) unlink, also when no file was made */
-    if (!f->res.ok && uv_fs_unlink(f->loop, &f->req, f->tmp_path, on_unlinked) == 0) return;
+    if (!f->res.ok && !keep_partial(f) &&
+        uv_fs_unlink(f->loop, &f->req, f->tmp_path, on_unlinked) == 0)
+        return;
     complete(f);
 }
 
@@ -373,8 +485,36 @@ static void on_curl_done(CURL *easy, CURLcode rc, void *arg)
 
 static void on_written(uv_fs_t *req);
 
+/* ---- temp file preparation on the thread pool --------------------------------- */
+
+static void on_prewritten(uv_work_t *w, int status);
+
+/* Before a body write: cut the kept bytes (started over) and record the validators;
+ * after a success: drop them. A file system without user xattrs only loses resume. */
+static void prewrite_work(uv_work_t *w)
+{
+    fetch_t *f = w->data;
+    f->work_err = 0;
+    if (f->trunc_pending && ftruncate(f->fd, 0) < 0) f->work_err = -errno;
+    if (f->meta_pending && fsetxattr(f->fd, RESUME_XATTR, f->meta, strlen(f->meta), 0) == 0)
+        f->meta_set = true;
+    if (f->unmeta) fremovexattr(f->fd, RESUME_XATTR);
+}
+
+static int submit_prewrite(fetch_t *f)
+{
+    f->work.data = f;
+    if (uv_queue_work(f->loop, &f->work, prewrite_work, on_prewritten) != 0) {
+        fail(f, "downloading file", "cannot queue work", true, true, "failures");
+        return -1;
+    }
+    f->writing = true;
+    return 0;
+}
+
 static int submit_write(fetch_t *f)
 {
+    if (f->trunc_pending || f->meta_pending) return submit_prewrite(f);
     uv_buf_t b = uv_buf_init((char *)f->wbuf + f->woff, (unsigned)(f->wlen - f->woff));
     int rc = uv_fs_write(f->loop, &f->req, f->fd, &b, 1, (int64_t)f->written, on_written);
     if (rc != 0) {
@@ -428,6 +568,17 @@ static void on_written(uv_fs_t *req)
         f->woff += (size_t)r;
         if (f->woff < f->wlen && !f->failed && submit_write(f) == 0) return; /* short write */
     }
+    io_settled(f);
+}
+
+static void on_prewritten(uv_work_t *w, int status)
+{
+    fetch_t *f = w->data;
+    (void)status;
+    f->writing = false;
+    f->trunc_pending = f->meta_pending = f->unmeta = false;
+    if (f->work_err) fail_os(f, "downloading file", f->work_err, true);
+    if (!f->failed && f->wlen > f->woff && submit_write(f) == 0) return; /* the held chunk */
     io_settled(f);
 }
 
@@ -498,6 +649,47 @@ static int keep_chunk(fetch_t *f, const char *data, size_t len)
     return submit_write(f);
 }
 
+/* A 206 appends only when it starts where the kept bytes end, unencoded, and for the
+ * length recorded with them. */
+static bool range_fits(const fetch_t *f)
+{
+    return f->has_cr && !f->encoded && f->cr_start == (long long)f->base &&
+           (f->v_total <= 0 || f->cr_total == f->v_total);
+}
+
+static void digest_reset(fetch_t *f)
+{
+    EVP_DigestInit_ex(f->sha, EVP_sha256(), NULL);
+    if (f->want) EVP_DigestInit_ex(f->want, EVP_md5(), NULL);
+}
+
+/* The origin answered 200 to the range request: the whole file comes again. */
+static void start_over(fetch_t *f)
+{
+    f->base = 0;
+    f->written = 0;
+    f->head_len = 0;
+    f->trunc_pending = true;
+    digest_reset(f);
+}
+
+/* Whether a later attempt may resume this response, and the validators to record. */
+static void decide_keep(fetch_t *f, long code, long long cl)
+{
+    long long whole = f->base > 0 ? f->cr_total : cl;
+    bool strong = f->etag[0] == '"';
+    f->keepable = !f->client_range && !f->encoded && f->accept_ranges && whole > 0 &&
+                  (strong || f->last_modified[0]) && (code == 200 || f->base > 0);
+    if (!f->keepable) return;
+    if (f->base > 0) { /* If-Range held: the validators on the file are this response's */
+        f->meta_set = true;
+        return;
+    }
+    snprintf(f->meta, sizeof f->meta, "%lld\n%s\n%s\n", whole, strong ? f->etag : "",
+             f->last_modified);
+    f->meta_pending = true;
+}
+
 /* First body bytes: the final answer is known now; error bodies are not read. */
 static int start_body(fetch_t *f)
 {
@@ -511,7 +703,15 @@ static int start_body(fetch_t *f)
     }
     curl_easy_getinfo(f->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
     f->total = (f->decoding && f->encoded) ? -1 : (int64_t)cl;
-    return 0;
+    if (f->base > 0 && code == 206 && !range_fits(f)) {
+        fail_restart(f, "the Content-Range of the answer does not fit the kept bytes");
+        return -1;
+    }
+    if (f->base > 0 && code != 206) start_over(f);
+    if (f->base > 0) f->total = f->cr_total;
+    decide_keep(f, code, (long long)cl);
+    /* resumed: the MIME hook sees the first bytes of the file, read from the kept part */
+    return f->head_len == FETCH_HEAD_SIZE ? run_head_hook(f) : 0;
 }
 
 static int collect_head(fetch_t *f, const char *data, size_t len)
@@ -534,11 +734,13 @@ static size_t write_body(fetch_t *f, const char *data, size_t len)
     }
     if (!f->body_started && start_body(f) != 0) return 0;
     if (len == 0) return 0;
-    if (f->max_size > 0 && f->received + len > (uint64_t)f->max_size) {
+    if (f->max_size > 0 && f->base + f->received + len > (uint64_t)f->max_size) {
         fail_size(f);
         return 0;
     }
     if (collect_head(f, data, len) != 0) return 0;
+    EVP_DigestUpdate(f->sha, data, len);
+    if (f->want) EVP_DigestUpdate(f->want, data, len);
     if (f->cancel_req) fail_cancel(f); /* the hook may have cancelled */
     if (f->failed || keep_chunk(f, data, len) != 0) return 0;
     f->received += len;
@@ -562,6 +764,8 @@ static void on_status_line(fetch_t *f, const char *line, size_t len)
     const char *sp = memchr(line, ' ', len);
     f->retry_after_ms = 0;
     f->hdr_complete = f->has_location = f->encoded = false;
+    f->accept_ranges = f->has_cr = false;
+    f->etag[0] = f->last_modified[0] = '\0';
     f->status = 0;
     f->status_text[0] = 0;
     if (!sp) return;
@@ -595,6 +799,15 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
         f->encoded = true;
     } else if (curlm_header_value(line, len, "Retry-After", v, sizeof v)) {
         f->retry_after_ms = curlm_retry_after_ms(v, time(NULL));
+    } else if (curlm_header_value(line, len, "Accept-Ranges", v, sizeof v)) {
+        f->accept_ranges = strcasecmp(v, "bytes") == 0;
+    } else if (curlm_header_value(line, len, "ETag", f->etag, sizeof f->etag)) {
+    } else if (curlm_header_value(line, len, "Last-Modified", f->last_modified,
+                                  sizeof f->last_modified)) {
+    } else if (curlm_header_value(line, len, "Content-Range", v, sizeof v)) {
+        long long end;
+        f->has_cr = sscanf(v, "bytes %lld-%lld/%lld", &f->cr_start, &end, &f->cr_total) == 3 &&
+                    f->cr_total > end && end >= f->cr_start;
     }
     return len;
 }
@@ -763,6 +976,7 @@ static int build_headers(fetch_t *f, const headers_t *defaults, const headers_t 
         rc = append(f, list[i]);
     if (rc == 0 && !has_header(list, n, "Accept")) rc = append(f, "Accept:");
     if (rc == 0 && !has_header(list, n, "Expect")) rc = append(f, "Expect:");
+    f->client_range = has_header(list, n, "Range");
     f->decoding = rc == 0 && !has_header(list, n, "Accept-Encoding");
     fetch_headers_free(list, n);
     return rc;
@@ -926,6 +1140,103 @@ static void on_opened(uv_fs_t *req)
     f->stage = ST_RUNNING;
 }
 
+/* The validators an earlier attempt recorded, and the kept bytes digested once (their
+ * first FETCH_HEAD_SIZE bytes kept for the MIME hook). 0, or -1: start over. */
+static int resume_load(fetch_t *f, int fd)
+{
+    char meta[sizeof f->meta];
+    struct stat st;
+    ssize_t n = fgetxattr(fd, RESUME_XATTR, meta, sizeof meta - 1);
+    if (n <= 0 || fstat(fd, &st) < 0) return -1;
+    meta[n] = '\0';
+    char *etag = strchr(meta, '\n'), *lm = etag ? strchr(etag + 1, '\n') : NULL;
+    if (!lm || !strchr(lm + 1, '\n')) return -1;
+    *etag++ = *lm++ = '\0';
+    *strchr(lm, '\n') = '\0';
+    f->v_total = atoll(meta);
+    if (st.st_size <= 0 || st.st_size >= f->v_total || (!*etag && !*lm)) return -1;
+    snprintf(f->v_etag, sizeof f->v_etag, "%s", etag);
+    snprintf(f->v_lm, sizeof f->v_lm, "%s", lm);
+    unsigned char *buf = malloc(DIGEST_READ);
+    uint64_t off = 0, size = (uint64_t)st.st_size;
+    while (buf && off < size) {
+        ssize_t r = pread(fd, buf, DIGEST_READ, (off_t)off);
+        if (r <= 0) break;
+        if (off < FETCH_HEAD_SIZE) {
+            size_t h = FETCH_HEAD_SIZE - off < (uint64_t)r ? FETCH_HEAD_SIZE - off : (size_t)r;
+            memcpy(f->head + off, buf, h);
+            f->head_len = off + h;
+        }
+        EVP_DigestUpdate(f->sha, buf, (size_t)r);
+        if (f->want) EVP_DigestUpdate(f->want, buf, (size_t)r);
+        off += (uint64_t)r;
+    }
+    free(buf);
+    if (off < size) return -1;
+    f->base = f->written = size;
+    return 0;
+}
+
+/* Thread pool: open (or adopt) the temp file of an earlier attempt on this host. */
+static void resume_work(uv_work_t *w)
+{
+    fetch_t *f = w->data;
+    f->work_err = 0;
+    int fd = open(f->tmp_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        /* a stalled earlier holder still writes it: leave it that inode */
+        close(fd);
+        unlink(f->tmp_path);
+        fd = open(f->tmp_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0) flock(fd, LOCK_EX | LOCK_NB);
+    } else if (fd >= 0 && resume_load(f, fd) < 0) {
+        f->head_len = 0;
+        f->base = f->written = 0;
+        digest_reset(f);
+        if (ftruncate(fd, 0) < 0) {
+            close(fd);
+            fd = -errno;
+        }
+    }
+    if (fd < 0) f->work_err = fd == -1 ? -errno : fd;
+    f->fd = fd < 0 ? -1 : fd;
+}
+
+static int add_range_headers(fetch_t *f)
+{
+    char line[VALIDATOR_LEN + 32];
+    snprintf(line, sizeof line, "Range: bytes=%llu-", (unsigned long long)f->base);
+    if (append(f, line) != 0) return -1;
+    snprintf(line, sizeof line, "If-Range: %s", f->v_etag[0] ? f->v_etag : f->v_lm);
+    if (append(f, line) != 0) return -1;
+    curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->slist);
+    return 0;
+}
+
+static void on_resume_opened(uv_work_t *w, int status)
+{
+    fetch_t *f = w->data;
+    (void)status;
+    if (f->fd >= 0) f->file_made = true;
+    if (f->cancel_req)
+        fail_cancel(f);
+    else if (f->work_err)
+        fail_os(f, "creating tmp file", f->work_err, true);
+    else if (f->base > 0 && add_range_headers(f) != 0)
+        fail(f, "creating request", "out of memory", true, true, "failures");
+    else if (curlm_add(f->m, f->easy, on_curl_done, f) != 0)
+        fail(f, "performing request", "cannot start the transfer", true, true, "failures");
+    if (f->base > 0)
+        log_debug("fetch", "resuming", "url=%s kept=%llu", log_q(log_redact_url(f->url)),
+                  (unsigned long long)f->base);
+    if (f->failed) {
+        f->stage = ST_FINISHING;
+        finish_io(f);
+        return;
+    }
+    f->stage = ST_RUNNING;
+}
+
 static fetch_t *fetch_alloc(uv_loop_t *loop, curlm_t *m, const fetch_opts_t *opts,
                             const fetch_req_t *req, fetch_done_fn done, void *arg)
 {
@@ -944,6 +1255,16 @@ static fetch_t *fetch_alloc(uv_loop_t *loop, curlm_t *m, const fetch_opts_t *opt
     f->url = strdup(req->url ? req->url : "");
     f->tmp_path = strdup(req->tmp_path ? req->tmp_path : "");
     netguard_setup(&f->guard, opts->block_private_networks, opts->allow_cidrs, opts->n_allow_cidrs);
+    f->resume_req = req->resume;
+    f->sha = EVP_MD_CTX_new();
+    bool md5 = req->checksum && strncmp(req->checksum, "md5:", 4) == 0;
+    if (md5) f->want = EVP_MD_CTX_new();
+    if (req->checksum) f->checksum = strdup(req->checksum);
+    if (!f->sha || (md5 && !f->want) || (req->checksum && !f->checksum)) {
+        fetch_free(f);
+        return NULL;
+    }
+    digest_reset(f);
     if (!f->url || !f->tmp_path) {
         fetch_free(f);
         return NULL;
@@ -969,6 +1290,13 @@ fetch_t *fetch_start(uv_loop_t *loop, curlm_t *m, const fetch_opts_t *opts, cons
         fetch_free(f);
         return NULL;
     }
+    if (req->resume) {
+        f->stage = ST_OPENING;
+        f->work.data = f;
+        if (uv_queue_work(loop, &f->work, resume_work, on_resume_opened) == 0) return f;
+        fetch_free(f);
+        return NULL;
+    }
     if (req->mem_limit > 0) { /* no temp file unless the body outgrows mem_limit */
         f->in_memory = true;
         f->mem_limit = req->mem_limit;
@@ -989,6 +1317,11 @@ fetch_t *fetch_start(uv_loop_t *loop, curlm_t *m, const fetch_opts_t *opts, cons
     return NULL;
 }
 
+void fetch_set_max_speed(fetch_t *f, int64_t bytes_per_s)
+{
+    curl_easy_setopt(f->easy, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)bytes_per_s);
+}
+
 void fetch_cancel(fetch_t *f)
 {
     if (f->stage == ST_FINISHING) return; /* the outcome is already decided */
@@ -1002,8 +1335,9 @@ void fetch_cancel(fetch_t *f)
     finish_io(f);
 }
 
-void fetch_progress(const fetch_t *f, uint64_t *received, int64_t *total)
+void fetch_progress(const fetch_t *f, uint64_t *received, int64_t *total, uint64_t *kept)
 {
-    if (received) *received = f->received;
+    if (received) *received = f->base + f->received;
     if (total) *total = f->total;
+    if (kept) *kept = f->base;
 }

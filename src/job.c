@@ -7,6 +7,7 @@
  * and glob the URL and mime_type checks. No I/O apart from getrandom(2). */
 #include "job.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -110,6 +111,7 @@ static const header_t **headers_sorted(const headers_t *h)
 typedef struct {
     long limit;
     char *proxy;
+    long long bandwidth;
 } aggr_t;
 
 typedef struct {
@@ -362,6 +364,32 @@ static int step_headers(pctx_t *c)
     return -1;
 }
 
+bool job_checksum_valid(const char *text)
+{
+    size_t hex;
+    if (strncmp(text, "sha256:", 7) == 0)
+        text += 7, hex = 64;
+    else if (strncmp(text, "md5:", 4) == 0)
+        text += 4, hex = 32;
+    else
+        return false;
+    size_t n = strspn(text, "0123456789abcdefABCDEF");
+    return n == hex && text[n] == '\0';
+}
+
+/* checksum (issue 16): stored in lower case, the way the digest is printed. */
+static int step_checksum(pctx_t *c)
+{
+    yajl_val v = gojson_get(c->root, "checksum");
+    if (!v) return 0;
+    if (!YAJL_IS_STRING(v) || !job_checksum_valid(YAJL_GET_STRING(v)))
+        return fail(c, "checksum must be \"sha256:<64 hex digits>\" or \"md5:<32 hex digits>\"");
+    if (set_str(c, &c->job->checksum, YAJL_GET_STRING(v))) return -1;
+    for (char *p = c->job->checksum; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return 0;
+}
+
 static int step_aggregation_id(pctx_t *c)
 {
     const char *id = gojson_get_str(c->root, "aggr_id");
@@ -394,6 +422,19 @@ static int step_aggr_proxy(pctx_t *c)
     return set_str(c, &c->aggr->proxy, proxy);
 }
 
+/* aggr_bandwidth (issue 16): bytes per second for the whole aggregation. */
+static int step_aggr_bandwidth(pctx_t *c)
+{
+    yajl_val v = gojson_get(c->root, "aggr_bandwidth");
+    double d;
+    if (!v) return 0;
+    if (!gojson_num(v, &d)) return fail(c, "aggr_bandwidth must be a number (bytes per second)");
+    int64_t n = gojson_trunc(d);
+    if (n <= 0) return fail(c, "aggr_bandwidth must be greater than 0");
+    c->aggr->bandwidth = n;
+    return 0;
+}
+
 /* expiresAt is checked but never stored: clients must not set the lease (W6). */
 static int step_expires(pctx_t *c)
 {
@@ -404,14 +445,11 @@ static int step_expires(pctx_t *c)
 
 static const step_fn job_steps[] = {
     step_url,  step_aggr_id,     step_s3,      step_callback_url, step_callback_pair, step_extra,
-    step_mime, step_max_retries, step_extract, step_timeout,      step_headers,
+    step_mime, step_max_retries, step_extract, step_timeout,      step_headers,       step_checksum,
 };
 
 static const step_fn aggr_steps[] = {
-    step_aggregation_id,
-    step_aggr_limit,
-    step_aggr_proxy,
-    step_expires,
+    step_aggregation_id, step_aggr_limit, step_aggr_proxy, step_aggr_bandwidth, step_expires,
 };
 
 static int run_steps(pctx_t *c, const step_fn *steps, size_t n)
@@ -431,6 +469,7 @@ static int validate_aggr(yajl_val root, job_t *job, gojson_buf_t *why)
         return -1;
     }
     job->aggr_limit = a.limit;
+    job->aggr_bandwidth = a.bandwidth;
     free(job->aggr_proxy);
     job->aggr_proxy = a.proxy;
     return 0;
@@ -494,7 +533,7 @@ void job_free(job_t *job)
     char **strs[] = {&job->url,          &job->aggr_id,    &job->callback_url,  &job->callback_type,
                      &job->callback_dst, &job->extra,      &job->mime_type,     &job->s3_bucket,
                      &job->s3_region,    &job->aggr_proxy, &job->download_meta, &job->callback_meta,
-                     &job->download_url, &job->image_size};
+                     &job->download_url, &job->image_size, &job->checksum,      &job->sha256};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     job_headers_free(&job->request_headers);
@@ -731,6 +770,11 @@ char *job_callback_payload(const job_t *job, size_t *len)
     yajl_gen_integer(g, job->response_code);
     gen_kb(g, "delivered", true);
     gen_kv(g, "delivery_error", "");
+    if (job->checksum && *job->checksum) { /* only who asked: the reference keys stay 10 */
+        gen_kv(g, "sha256", ok ? job->sha256 : "");
+        gojson_gen_str(g, "size");
+        yajl_gen_integer(g, ok ? job->size : 0);
+    }
     yajl_gen_map_close(g);
     free(dl);
     return gen_take(g, len);

@@ -6,7 +6,15 @@
  * (curl multi on this loop); finalising (fsync, rename, image size) runs in files on
  * the thread pool; files bound for S3 (the configured store or the job's own bucket)
  * are uploaded from the temp file by s3 instead of renamed. The reaper and the disk
- * guard live in reaper.c / here. */
+ * guard live in reaper.c / here.
+ *
+ * Bandwidth caps (aggr_bandwidth, issue 16): the processors running downloads of an
+ * aggregation with a cap are counted in Redis (bwp:<aggr>, by claim.lua and
+ * dl_finish.lua); each takes cap / that count and divides its share evenly among its
+ * own transfers of the aggregation with CURLOPT_MAX_RECV_SPEED_LARGE. Its own
+ * transfers starting or ending re-divide at once; a processor joining or leaving the
+ * aggregation publishes a 'bw' wake-up, on which every processor reads the count
+ * again (one HLEN per capped aggregation it runs). */
 #include "processor.h"
 
 #include <errno.h>
@@ -62,7 +70,7 @@ struct processor {
     strmap_t held; /* members ("<id>:<aggr>") of the downloads whose lease is still ours */
     bool claiming, again, stopping, stop_begun, sick;
     int store_calls; /* claim/renew replies outstanding: the processor outlives them */
-    uv_timer_t wake, renew, disk, grace;
+    uv_timer_t wake, renew, disk, grace, bw;
     int open_handles;
     void (*stopped)(void *);
     void *stopped_arg;
@@ -76,7 +84,10 @@ struct dl {
     fetch_t *fetch;
     phase_t phase;
     bool lost;
-    bool waiting; /* outcome not recorded because Redis was down; resent on reconnect */
+    bool fresh;    /* the origin refused to resume: the next fetch starts at byte 0 */
+    bool partial;  /* the failed fetch kept its temp file for a later attempt */
+    uint64_t kept; /* bytes the fetch resumed from, or kept for the next attempt */
+    bool waiting;  /* outcome not recorded because Redis was down; resent on reconnect */
     char member[JOB_ID_LEN + 2 + 256];
     char *tmp, *final; /* <storage_dir>/<id>.tmp and <rootdir>/<id[0:3]>/<id> (NULL for S3) */
     bool own_bucket;   /* the job's s3_bucket: uploaded there with its metadata, never reaped */
@@ -92,6 +103,8 @@ struct dl {
 };
 
 static void maybe_claim(processor_t *p);
+static void on_bw_timer(uv_timer_t *t);
+static void bw_local(processor_t *p, const dl_t *changed);
 static void on_renew_timer(uv_timer_t *t);
 static void finish_send(dl_t *d);
 
@@ -208,6 +221,8 @@ static void record_failure(dl_t *d, const char *error, bool retriable, bool inte
     job_t *j = &d->c.job;
     char count[16], rc[16];
     int attempts = j->download_count + (internal ? 0 : 1);
+    char kept[24];
+    fmt_int(kept, sizeof kept, d->partial ? (long long)d->kept : 0);
     fmt_int(count, sizeof count, attempts);
     fmt_int(rc, sizeof rc, code);
     if (internal) stats_incr(p->stats, "failures", 1);
@@ -230,10 +245,13 @@ static void record_failure(dl_t *d, const char *error, bool retriable, bool inte
                             error,
                             "DownloadMeta",
                             "",
+                            "KeptBytes",
+                            kept,
                             NULL};
         finish(d, STORE_DL_DELAY, delay, kv);
         return;
     }
+    if (d->partial) files_unlink(p->app->loop, d->tmp, NULL, NULL); /* nobody resumes it */
     stats_incr(p->stats, "downloads.failed", 1);
     metrics_download(METRICS_DL_FAILED, uv_now(p->app->loop) - d->started);
     log_info("processor", "download failed", "job_id=%s attempts=%d error=%s", j->id, attempts,
@@ -254,11 +272,12 @@ static void record_failure(dl_t *d, const char *error, bool retriable, bool inte
     finish(d, STORE_DL_DONE, 0, kv);
 }
 
-static void record_success(dl_t *d, const char *image_size, long code, uint64_t bytes)
+static void record_success(dl_t *d, const char *image_size, long code, uint64_t bytes,
+                           const char *sha256)
 {
     processor_t *p = d->p;
     job_t *j = &d->c.job;
-    char count[16], rc[16], size[24], bucket_url[512];
+    char count[16], rc[16], size[24], kept[24], bucket_url[512];
     const char *url = p->cfg->download_url, *store_key = p->reap_key;
     if (d->own_bucket) { /* the callback points at the object; the caller owns it */
         if (s3_bucket_url(p->s3, j->s3_bucket, j->s3_region, bucket_url, sizeof bucket_url) < 0)
@@ -269,6 +288,7 @@ static void record_success(dl_t *d, const char *image_size, long code, uint64_t 
     fmt_int(count, sizeof count, j->download_count + 1);
     fmt_int(rc, sizeof rc, code);
     fmt_int(size, sizeof size, (long long)bytes);
+    fmt_int(kept, sizeof kept, (long long)d->kept);
     stats_incr(p->stats, "downloads.success", 1);
     metrics_download(METRICS_DL_SUCCESS, uv_now(p->app->loop) - d->started);
     stats_incr(p->stats, "downloads.bytes", (long long)bytes);
@@ -292,6 +312,10 @@ static void record_success(dl_t *d, const char *image_size, long code, uint64_t 
                         d->mime,
                         "Size",
                         size,
+                        "Sha256",
+                        sha256,
+                        "KeptBytes",
+                        kept,
                         NULL};
     finish(d, STORE_DL_DONE, 0, kv);
 }
@@ -311,6 +335,7 @@ typedef struct {
     long code;
     uint64_t bytes;
     char image_size[32];
+    char sha256[65];
 } fin_ctx_t;
 
 /* ---------- object storage ---------- */
@@ -338,7 +363,7 @@ static void on_uploaded(const s3_result_t *res, void *arg)
                            res->retriable, internal);
         record_failure(d, msg, res->retriable, internal, 0, fc->code);
     } else {
-        record_success(d, fc->image_size, fc->code, fc->bytes);
+        record_success(d, fc->image_size, fc->code, fc->bytes, fc->sha256);
     }
     free(fc);
 }
@@ -385,7 +410,7 @@ static void on_finalized(const files_result_t *res, void *arg)
         upload_start(d, fc);
         return;
     } else {
-        record_success(d, res->image_size, fc->code, fc->bytes);
+        record_success(d, res->image_size, fc->code, fc->bytes, fc->sha256);
     }
     free(fc);
 }
@@ -420,14 +445,26 @@ static void count_response(stats_t *s, const fetch_result_t *res)
         stats_incr(s, res->stat, 1);
 }
 
+static void fetch_begin(dl_t *d);
+
 static void on_fetched(fetch_t *f, const fetch_result_t *res, void *arg)
 {
     (void)f;
     dl_t *d = arg;
     processor_t *p = d->p;
     d->fetch = NULL;
+    bw_local(p, d);
     count_response(p->stats, res);
     metrics_download_response(res);
+    d->partial = res->partial_kept;
+    d->kept = res->partial_kept ? res->bytes : res->kept;
+    if (res->restart && !d->lost && !p->stopping) { /* not an attempt: at once, from 0 */
+        log_info("processor", "origin refused to resume, starting over", "job_id=%s error=%s",
+                 d->c.job.id, log_q(res->error));
+        d->fresh = true;
+        fetch_begin(d);
+        return;
+    }
     if (res->cancelled) {
         if (d->lost)
             dl_done(d);
@@ -442,6 +479,7 @@ static void on_fetched(fetch_t *f, const fetch_result_t *res, void *arg)
     }
     fin_ctx_t *fc = malloc(sizeof *fc);
     *fc = (fin_ctx_t){.d = d, .code = res->response_code, .bytes = res->bytes};
+    snprintf(fc->sha256, sizeof fc->sha256, "%s", res->sha256);
     d->phase = PH_FINALIZE;
     const char *img = d->c.job.extract_image_size && is_image_type(d->mime) ? d->mime : NULL;
     const char *final = to_s3(d) ? NULL : d->final; /* S3: measured, then uploaded */
@@ -488,8 +526,18 @@ static void dl_start(processor_t *p, store_claimed_t *c)
         record_failure(d, msg, false, false, 0, 0);
         return;
     }
+    fetch_begin(d);
+}
+
+/* Starts (or, after a refused resume, restarts) the transfer of a download. */
+static void fetch_begin(dl_t *d)
+{
+    processor_t *p = d->p;
+    const store_claimed_t *c = &d->c;
     /* every download is sniffed: S3 objects get the detected type as their Content-Type,
      * files as the xattr that GET /files/... serves (files.h) */
+    /* only a job claimed before can have a partial file here (one thread-pool job) */
+    bool resume = c->job.tried && !d->fresh;
     fetch_req_t req = {
         .url = c->job.url,
         .proxy = c->proxy,
@@ -499,13 +547,89 @@ static void dl_start(processor_t *p, store_claimed_t *c)
         .on_head = on_head,
         .head_arg = d,
         .mem_limit = SMALL_BODY, /* small files: one thread-pool job (write, fsync, rename) */
+        .checksum = c->job.checksum && *c->job.checksum ? c->job.checksum : NULL,
+        .resume = resume,
     };
     bool ready = d->tmp && (d->final || to_s3(d));
     d->fetch = ready ? fetch_start(p->app->loop, p->curlm, &p->fopts, &req, on_fetched, d) : NULL;
+    if (d->fetch) bw_local(p, d);
     if (!d->fetch)
         record_failure(
             d, "Error while creating request, out of memory, retriable: true, internal: true", true,
             true, 0, 0);
+}
+
+/* ---------- bandwidth caps ---------- */
+
+static bool bw_capped(const dl_t *d, const char *aggr)
+{
+    return d->fetch && d->c.job.aggr_bandwidth > 0 && strcmp(d->c.job.aggr_id, aggr) == 0;
+}
+
+/* Divides aggr's share (its cap over procs processors) among this processor's running
+ * transfers of it. The cap is the one the latest claim brought (the list is newest
+ * first). */
+static void bw_apply(processor_t *p, const char *aggr, long long procs)
+{
+    long long cap = 0, mine = 0;
+    for (dl_t *d = p->active; d; d = d->next) {
+        if (!bw_capped(d, aggr)) continue;
+        if (!mine++) cap = d->c.job.aggr_bandwidth;
+    }
+    if (!mine) return;
+    long long rate = cap / (procs > 0 ? procs : 1) / mine;
+    for (dl_t *d = p->active; d; d = d->next) {
+        if (!bw_capped(d, aggr)) continue;
+        d->c.bw_procs = procs;
+        fetch_set_max_speed(d->fetch, rate > 0 ? rate : 1);
+    }
+}
+
+/* A download of a capped aggregation started or ended here: re-divide with the last
+ * known number of processors. */
+static void bw_local(processor_t *p, const dl_t *changed)
+{
+    if (changed->c.job.aggr_bandwidth <= 0) return;
+    long long procs = changed->c.bw_procs;
+    for (dl_t *d = p->active; d; d = d->next)
+        if (bw_capped(d, changed->c.job.aggr_id) && d->c.bw_procs > procs) procs = d->c.bw_procs;
+    bw_apply(p, changed->c.job.aggr_id, procs);
+}
+
+typedef struct {
+    processor_t *p;
+    char aggr[];
+} bw_query_t;
+
+static void on_bw_procs(store_rc_t rc, long long n, void *arg)
+{
+    bw_query_t *q = arg;
+    processor_t *p = q->p;
+    p->store_calls--;
+    if (rc == STORE_OK) bw_apply(p, q->aggr, n);
+    free(q);
+    stop_check(p);
+}
+
+/* A processor joined or left a capped aggregation: read the count of every capped
+ * aggregation running here again. */
+static void on_bw_timer(uv_timer_t *t)
+{
+    processor_t *p = t->data;
+    strmap_t seen = {0};
+    if (p->stop_begun) return;
+    for (dl_t *d = p->active; d; d = d->next) {
+        if (!bw_capped(d, d->c.job.aggr_id) || strmap_add(&seen, d->c.job.aggr_id, 1) != 1)
+            continue;
+        size_t len = strlen(d->c.job.aggr_id) + 1;
+        bw_query_t *q = malloc(sizeof *q + len);
+        if (!q) continue;
+        q->p = p;
+        memcpy(q->aggr, d->c.job.aggr_id, len);
+        p->store_calls++;
+        store_bw_procs(p->store, q->aggr, on_bw_procs, q);
+    }
+    strmap_free(&seen);
 }
 
 /* ---------- claiming ---------- */
@@ -591,7 +715,10 @@ static void maybe_claim(processor_t *p)
 
 static void on_wake(store_wake_t kind, void *arg)
 {
-    if (kind == STORE_WAKE_DL || kind == STORE_WAKE_ALL) maybe_claim(arg);
+    processor_t *p = arg;
+    if (kind == STORE_WAKE_BW && !uv_is_active((uv_handle_t *)&p->bw))
+        uv_timer_start(&p->bw, on_bw_timer, 0, 0); /* once for a burst of wake-ups */
+    if (kind == STORE_WAKE_DL || kind == STORE_WAKE_ALL) maybe_claim(p);
 }
 
 static void on_state(bool up, void *arg)
@@ -711,9 +838,9 @@ static void extra_inflight(yajl_gen g, void *arg)
     json_str(g, "inflight");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n; i++) {
-        uint64_t got;
+        uint64_t got, kept;
         int64_t total;
-        fetch_progress(top[i]->fetch, &got, &total);
+        fetch_progress(top[i]->fetch, &got, &total, &kept);
         yajl_gen_map_open(g);
         json_kv_str(g, "id", top[i]->c.job.id);
         json_kv_str(g, "url", log_redact_url(top[i]->c.job.url));
@@ -721,6 +848,7 @@ static void extra_inflight(yajl_gen g, void *arg)
         json_kv_int(g, "elapsed_ms", (long long)(now - top[i]->started));
         json_kv_int(g, "bytes", (long long)got);
         json_kv_int(g, "total", (long long)total);
+        json_kv_int(g, "kept", (long long)kept);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
@@ -837,6 +965,7 @@ processor_t *processor_start(app_t *app, char *err, size_t errlen)
     timer_init(p, &p->renew);
     timer_init(p, &p->disk);
     timer_init(p, &p->grace);
+    timer_init(p, &p->bw);
     uint64_t every = cfg->download_lease_ms / 3;
     uv_timer_start(&p->renew, on_renew_timer, every, every);
     uv_timer_start(&p->disk, on_disk_timer, 0, cfg->disk_check_interval_ms);
@@ -868,9 +997,9 @@ static void on_handle_closed(uv_handle_t *h)
 static void on_curlm_closed(void *arg)
 {
     processor_t *p = arg;
-    uv_timer_t *timers[] = {&p->wake, &p->renew, &p->disk, &p->grace};
-    p->open_handles = 4;
-    for (int i = 0; i < 4; i++)
+    uv_timer_t *timers[] = {&p->wake, &p->renew, &p->disk, &p->grace, &p->bw};
+    p->open_handles = 5;
+    for (int i = 0; i < 5; i++)
         uv_close((uv_handle_t *)timers[i], on_handle_closed);
 }
 
@@ -894,6 +1023,7 @@ static void stop_check(processor_t *p)
     p->stop_begun = true;
     uv_timer_stop(&p->grace);
     uv_timer_stop(&p->renew);
+    uv_timer_stop(&p->bw);
     reaper_stop(p->reaper, on_reaper_stopped, p);
 }
 

@@ -428,6 +428,7 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *priv)
     store_wake_t w = strcmp(p, "dl") == 0     ? STORE_WAKE_DL
                      : strcmp(p, "cb") == 0   ? STORE_WAKE_CB
                      : strcmp(p, "reap") == 0 ? STORE_WAKE_REAP
+                     : strcmp(p, "bw") == 0   ? STORE_WAKE_BW
                                               : STORE_WAKE_ALL;
     notify_wake(s, w);
 }
@@ -810,6 +811,16 @@ void store_job_decode(const char *const *kv, size_t n, job_t *job)
             job->s3_bucket = xstrdup(v);
         else if (strcmp(k, "S3Region") == 0)
             job->s3_region = xstrdup(v);
+        else if (strcmp(k, "Checksum") == 0)
+            job->checksum = xstrdup(v);
+        else if (strcmp(k, "Sha256") == 0)
+            job->sha256 = xstrdup(v);
+        else if (strcmp(k, "Size") == 0)
+            job->size = atoll(v);
+        else if (strcmp(k, "AggrBandwidth") == 0)
+            job->aggr_bandwidth = atoll(v);
+        else if (strcmp(k, "StartedAt") == 0) /* claim.lua returns the hash as it was */
+            job->tried = true;
     }
 }
 
@@ -847,6 +858,11 @@ static void job_encode(args_t *a, const job_t *j)
     }
     add_field(a, "S3Bucket", j->s3_bucket);
     add_field(a, "S3Region", j->s3_region);
+    add_field(a, "Checksum", j->checksum);
+    if (j->aggr_bandwidth > 0) { /* enqueue.lua moves it onto the aggregation */
+        args_add(a, "AggrBandwidth");
+        args_addf(a, "%lld", j->aggr_bandwidth);
+    }
 }
 
 /* ---------- api operations ---------- */
@@ -1266,6 +1282,9 @@ static void claim_reply(store_t *s, redisReply *r, void *arg)
         free(cl->job.aggr_id);
         cl->job.aggr_id = strdup(reply_str(e->element[1]));
         cl->proxy = strdup(reply_str(e->element[2]));
+        for (size_t k = 3; k + 1 < e->elements; k += 2) /* claim.lua appends it last */
+            if (strcmp(reply_str(e->element[k]), "AggrProcs") == 0)
+                cl->bw_procs = atoll(reply_str(e->element[k + 1]));
     }
     done(rc, jobs, n, t.due, t.lease, t.now, c->arg);
     free(c);
@@ -1282,6 +1301,23 @@ void store_claim(store_t *s, const char *owner, int n, uint64_t lease_ms, int ma
     args_addf(&a, "%d", max_lost);
     args_addf(&a, "%llu", (unsigned long long)retention_ms);
     run(s, S_CLAIM, &a, claim_reply, cb_new((void *)done, arg));
+}
+
+static void bw_procs_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    ((store_count_fn)c->done)(rc, rc == STORE_OK ? reply_ll(r) : 0, c->arg);
+    free(c);
+}
+
+void store_bw_procs(store_t *s, const char *aggr, store_count_fn done, void *arg)
+{
+    args_t a = {0};
+    args_add(&a, "HLEN");
+    args_addf(&a, "bwp:%s", aggr);
+    run(s, -1, &a, bw_procs_reply, cb_new((void *)done, arg));
 }
 
 void store_claimed_free(store_claimed_t *c)

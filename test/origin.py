@@ -27,6 +27,17 @@ Origin endpoints
         stall=1            send the headers, then hang until the client goes away
         nocl=1             no Content-Length: chunked transfer encoding
         aggr=<name>        concurrency accounting, see /_stats (works on every path)
+      Resumable bodies (/data only):
+        ranges=1           Accept-Ranges: bytes and ETag: "<etag>" (default "v1", see
+                           /_etag; the body depends on it: byte i = ((i + s) * 31) % 251
+                           where s is the sum of the etag's bytes, 0 for "v1"); honours
+                           Range: bytes=<n>- (206 with Content-Range, 416 past the end)
+                           unless If-Range differs from the current validator
+        validator=lm       Last-Modified (one per etag) instead of the ETag
+        ignore_range=1     advertise ranges but always answer 200 with the whole body
+        cut_once=<k>       the first request for this target whose body covers byte k
+                           is reset (RST) after byte k; later ones are not
+        sndbuf=<b>         SO_SNDBUF of the connection (rate measurements at the origin)
   GET /status/<code>[?retry_after=<v>]
                            that status with a short text body (none for 1xx/204/304)
                            and Retry-After: <v> when given.
@@ -46,7 +57,12 @@ Control endpoints (never recorded in /_requests)
                  progress from the arrival of its head until it is answered or the client
                  closes the connection (FIN or RST), whichever comes first: a download the
                  client aborted is not counted while the handler is still writing.
-  POST /_reset   clears stats, scripts, recorded requests, callbacks and sink state.
+  POST /_etag    {"path": "/data/N", "etag": "v2"}: the ETag (and body) of that path
+                 from now on.
+  GET  /_served  {"<aggr or path>": {"bytes": n, "samples": [[t, bytes], ...]}}: body
+                 bytes written (t: seconds, monotonic, after each write).
+  POST /_reset   clears stats, scripts, recorded requests, callbacks, sink state,
+                 etags, cuts and served bytes.
   GET  /_requests JSON list of {"method", "path", "query", "headers", "target",
                  "conn"} of the last 10,000 requests (headers: object, names as
                  sent, repeated names joined with ", "; target: the request-target
@@ -141,6 +157,14 @@ class State:
         self.callbacks = []
         self.sink = {"fail": 0, "status": 500, "retry_after": None, "down": False,
                      "delay_ms": 0}
+        self.etags = {}
+        self.cut_done = set()
+        self.served = {}
+
+    def count_served(self, key, n):
+        s = self.served.setdefault(key, {"bytes": 0, "samples": []})
+        s["bytes"] += n
+        s["samples"].append([asyncio.get_running_loop().time(), s["bytes"]])
 
     def enter(self, aggr):
         s = self.stats.setdefault(aggr, {"current": 0, "max": 0, "count": 0})
@@ -253,7 +277,7 @@ class Conn:
 
     # ---- bodies ---------------------------------------------------------------------
 
-    async def send_body(self, req, size, chunk_at, ctype):
+    async def send_body(self, req, size, chunk_at, ctype, resumable=False):
         """Streams a body of `size` bytes; chunk_at(pos, n) returns bytes [pos, pos+n)."""
         a = req.args
         if "delay_ms" in a:
@@ -264,24 +288,39 @@ class Conn:
             data = gzip.compress(chunk_at(0, size))
             size, chunk_at = len(data), (lambda pos, n: data[pos:pos + n])
             headers.append(("Content-Encoding", "gzip"))
+        status, start = 200, 0
+        if resumable:
+            status, start = self.range_of(req, size, headers)
+            if status == 416:
+                return await self.send(req, 416, headers, b"range not satisfiable\n")
+            at = chunk_at
+            chunk_at = lambda pos, n: at(start + pos, n)
+        if "sndbuf" in a:
+            sock = self.writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(a["sndbuf"]))
+        limit = int(a.get("reset_after", size))
+        cut = int(a.get("cut_once", -1))
+        if 0 <= cut - start < size - start and req.target not in self.state.cut_done:
+            self.state.cut_done.add(req.target)
+            limit = cut - start
+        size -= start
         chunked = a.get("nocl") == "1"
         if chunked:
             headers.append(("Transfer-Encoding", "chunked"))
         else:
             headers.append(("Content-Length", a.get("lie", str(size))))
-        closing = "lie" in a or "reset_after" in a or not req.keep_alive()
+        closing = "lie" in a or limit < size or not req.keep_alive()
         if closing:
             headers.append(("Connection", "close"))
-        self.head(200, headers)
+        self.head(status, headers)
         await self.writer.drain()
         if a.get("stall") == "1":
             await self.wait_gone()
             raise Close()
         if req.method == "HEAD":
             return
-        limit = int(a.get("reset_after", size))
-        await self.stream(chunk_at, min(size, limit), chunked, a)
-        if "reset_after" in a:
+        await self.stream(chunk_at, min(size, limit), chunked, a, a.get("aggr", req.path))
+        if limit < size:
             await asyncio.sleep(0.05)  # let the kernel send the bytes before the RST
             sock = self.writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -296,7 +335,31 @@ class Conn:
             await asyncio.sleep(int(a["close_idle_ms"]) / 1000)
             raise Close()
 
-    async def stream(self, chunk_at, size, chunked, a):
+    def range_of(self, req, size, headers):
+        """Validators of a resumable body and the (status, first byte) to answer."""
+        etag = self.state.etags.get(req.path, "v1")
+        if req.args.get("validator") == "lm":
+            shift = sum(etag.encode()) if etag != "v1" else 0
+            validator = "Sat, %02d Jan 2000 00:00:00 GMT" % (1 + shift % 28)
+            headers.append(("Last-Modified", validator))
+        else:
+            validator = '"%s"' % etag
+            headers.append(("ETag", validator))
+        headers.append(("Accept-Ranges", "bytes"))
+        rng = req.header("Range")
+        if_range = req.header("If-Range")
+        if not rng.startswith("bytes=") or req.args.get("ignore_range") == "1":
+            return 200, 0
+        if if_range and if_range != validator:
+            return 200, 0
+        first = int(rng[6:].split("-")[0])
+        if first >= size:
+            headers.append(("Content-Range", "bytes */%d" % size))
+            return 416, 0
+        headers.append(("Content-Range", "bytes %d-%d/%d" % (first, size - 1, size)))
+        return 206, first
+
+    async def stream(self, chunk_at, size, chunked, a, key):
         step = max(1, int(a.get("chunk", SLICE)))
         delay = int(a.get("chunk_delay_ms", 0)) / 1000
         pos = 0
@@ -305,17 +368,23 @@ class Conn:
             self.writer.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
             pos += len(data)
             await self.writer.drain()
+            self.state.count_served(key, len(data))
             if delay and pos < size:
                 await asyncio.sleep(delay)
 
     # ---- origin endpoints -----------------------------------------------------------
 
     async def data(self, req, n):
+        resumable = req.args.get("ranges") == "1"
+        etag = self.state.etags.get(req.path, "v1")
+        shift = sum(etag.encode()) if resumable and etag != "v1" else 0
+
         def chunk_at(pos, k):
+            pos += shift
             if k <= SLICE:
                 return content(pos, k)
             return b"".join(content(p, min(SLICE, pos + k - p)) for p in range(pos, pos + k, SLICE))
-        await self.send_body(req, n, chunk_at, "application/octet-stream")
+        await self.send_body(req, n, chunk_at, "application/octet-stream", resumable)
 
     async def file(self, req, name):
         path = os.path.join(DATA_DIR, name)
@@ -394,6 +463,11 @@ class Conn:
             return await self.send_json(req, {"ok": True})
         if p == "/_stats":
             return await self.send_json(req, st.stats)
+        if p == "/_etag" and m == "POST":
+            st.etags[body["path"]] = body["etag"]
+            return await self.send_json(req, {"ok": True})
+        if p == "/_served":
+            return await self.send_json(req, st.served)
         if p == "/_reset" and m == "POST":
             st.reset()
             return await self.send_json(req, {"ok": True})

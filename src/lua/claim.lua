@@ -24,6 +24,7 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'leases', '-inf', now, 'LIMIT', 0
   local jk = 'job:' .. id
   release_slot(a)
   if redis.call('EXISTS', jk) == 1 then
+    bw_release(a, redis.call('HGET', jk, 'Owner'))
     local lost = redis.call('HINCRBY', jk, 'LostLeases', 1)
     if lost > max_reclaims then
       route_finished(id, now, retention, redis.call('HMGET', jk, 'CallbackURL', 'CallbackDst'),
@@ -75,6 +76,13 @@ while #out < n and guard < max_turns do
       for _, v in ipairs(h) do e[#e + 1] = v end
       e[#e + 1] = 'DownloadState'
       e[#e + 1] = 'InProgress'
+      local bw, procs = bw_claim(a, owner) -- bwp:<aggr>, see lib.lua
+      if bw then
+        e[#e + 1] = 'AggrBandwidth'
+        e[#e + 1] = bw
+        e[#e + 1] = 'AggrProcs'
+        e[#e + 1] = tostring(procs)
+      end
       out[#out + 1] = e
     end
     if inflight >= limit or redis.call('LLEN', 'q:' .. a) == 0 then

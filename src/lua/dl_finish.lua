@@ -9,6 +9,7 @@ local j = redis.call('HMGET', jk, 'Owner', 'CallbackURL', 'CallbackDst')
 if j[1] ~= owner or redis.call('ZREM', 'leases', m) == 0 then return 0 end
 local now = now_ms()
 release_slot(a)
+bw_release(a, owner)
 local set = {'Owner', '', 'UpdatedAt', now}
 for i = 7, #ARGV do set[#set + 1] = ARGV[i] end
 local qlen

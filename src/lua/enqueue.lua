@@ -16,6 +16,13 @@ end
 -- only enqueue sets `limit`, together with the `aggrs` entry (gc removes both): a new
 -- field means an aggregation that is not listed yet
 if new_aggr > 0 then redis.call('SADD', 'aggrs', a) end
+-- aggr_bandwidth comes as a job field but belongs to the aggregation (a later job that
+-- gives one replaces it, like the limit)
+local bw = redis.call('HGET', jk, 'AggrBandwidth')
+if bw then
+  redis.call('HSET', ak, 'bandwidth', bw)
+  redis.call('HDEL', jk, 'AggrBandwidth')
+end
 local qlen = redis.call('RPUSH', 'q:' .. a, id)
 local limit, inflight = aggr_state(a)
 mark_ready(a, limit, inflight, qlen)

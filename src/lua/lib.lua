@@ -39,7 +39,7 @@ end
 -- Forgets an aggregation that has nothing queued, delayed or in flight.
 local function gc_aggr(a, inflight, delayed, qlen)
   if inflight > 0 or delayed > 0 or qlen > 0 then return end
-  redis.call('DEL', 'aggr:' .. a)
+  redis.call('DEL', 'aggr:' .. a, 'bwp:' .. a)
   redis.call('SREM', 'aggrs', a)
   redis.call('ZREM', 'ready', a)
 end
@@ -51,6 +51,26 @@ local function settle_aggr(a, qlen)
   qlen = qlen or redis.call('LLEN', 'q:' .. a)
   mark_ready(a, limit, inflight, qlen)
   gc_aggr(a, inflight, delayed, qlen)
+end
+
+-- Bandwidth caps (issue 16): bwp:<aggr> counts each processor's running downloads of
+-- an aggregation that has a `bandwidth`; its size is the number of processors sharing
+-- the cap. A processor joining or leaving publishes 'bw' so that all re-divide it.
+local function bw_claim(a, owner)
+  local bw = redis.call('HGET', 'aggr:' .. a, 'bandwidth')
+  if not bw then return nil, 0 end
+  local k = 'bwp:' .. a
+  if redis.call('HINCRBY', k, owner, 1) == 1 then redis.call('PUBLISH', WAKE, 'bw') end
+  return bw, redis.call('HLEN', k)
+end
+
+local function bw_release(a, owner)
+  local k = 'bwp:' .. a
+  if not owner or owner == '' or redis.call('HEXISTS', k, owner) == 0 then return end
+  if redis.call('HINCRBY', k, owner, -1) <= 0 then
+    redis.call('HDEL', k, owner)
+    redis.call('PUBLISH', WAKE, 'bw')
+  end
 end
 
 local function release_slot(a)

@@ -1309,7 +1309,7 @@ static void test_progress(void **state)
     long end = now_ms() + 5000;
     while (o.calls == 0 && got == 0 && now_ms() < end) {
         uv_run(&r.loop, UV_RUN_ONCE);
-        if (o.calls == 0) fetch_progress(o.f, &got, &total);
+        if (o.calls == 0) fetch_progress(o.f, &got, &total, NULL);
     }
     assert_true(got > 0 && got < 50000);
     assert_int_equal(total, 50000);
