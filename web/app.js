@@ -271,7 +271,9 @@
         el('div', { class: 'f-bot' },
           el('span', { class: 'tag', title: 'aggregation' }, d.aggr),
           el('span', { class: 'bar' + (known ? '' : ' unknown') }, el('i', { style: known ? 'width:' + pct.toFixed(1) + '%' : '' })),
-          el('span', { class: 'f-bytes' }, known ? bytes(d.bytes) + ' of ' + bytes(d.total) + ' · ' + pct.toFixed(0) + '%' : bytes(d.bytes) + ' · size unknown')));
+          el('span', { class: 'f-bytes', title: d.kept > 0 ? bytes(d.kept) + ' kept from earlier attempts (resumed)' : '' },
+            (known ? bytes(d.bytes) + ' of ' + bytes(d.total) + ' · ' + pct.toFixed(0) + '%' : bytes(d.bytes) + ' · size unknown') +
+            (d.kept > 0 ? ' · resumed at ' + bytes(d.kept) : ''))));
     });
     $('#inflight').replaceChildren(...(items.length ? items : [el('li', { class: 'empty' }, 'Nothing is downloading right now')]));
     $('#inflight-count').textContent = running ? (list.length < running ? list.length + ' slowest of ' + running + ' running' : running + ' running') : '';
