@@ -9,6 +9,7 @@
 #   mem   3  processor memory per in-flight download (issue 3)
 #   cb    4  callback throughput, HTTP sink and Kafka mock (issue 4)
 #   scale 5  jobs/s with 1 and 3 processors against a slow origin (bench/scale.sh)
+#   resume 6 a 200 MB download cut at 90% once vs an uninterrupted one (issue 16)
 # Environment: BENCH="api e2e" runs a subset; E2E_RUNS (3); POST_CONNS (64, wrk
 # connections posting the jobs of 2 and 3); BENCH_KEEP=1 keeps the temp dirs (logs,
 # configs, wrk outputs, Redis commandstats); BENCH_TMPDIR: where the temp dir goes
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=${BENCH_BIN:-$PWD/$BUILD/downloader}
 KAFKA_MOCK=$PWD/$BUILD/test/tools/kafka_mock
-BENCHES=${BENCH:-api e2e split disk mem cb scale}
+BENCHES=${BENCH:-api e2e split disk mem cb scale resume}
 
 DEPS_EXTRA="wrk nginx-light aria2 redis-tools" ./.ci/deps.sh
 # shellcheck source=bench/lib.sh
@@ -484,6 +485,67 @@ JSON
 }
 
 # ------------------------------------------------------------------------------------
+# 6. Resume: a 200 MB file cut at 90% once, against an uninterrupted download
+# ------------------------------------------------------------------------------------
+# resume_once TAG QUERY: downloads /data/$RESUME_SIZE?QUERY&aggr=TAG through `downloader
+# all`; sets RESUME_S (POST -> file stored, polled every 10 ms), RESUME_BYTES (body
+# bytes the origin sent for it) and RESUME_OK (1: stored with the whole size).
+resume_once() {
+    local tag=$1 query=$2 id t0 f i
+    t0=$(now)
+    id=$(curl -fsS -X POST "http://127.0.0.1:$RESUME_API/download" -d \
+        "{\"url\":\"http://127.0.0.1:$RESUME_ORIGIN/data/$RESUME_SIZE?$query&aggr=$tag\",\"aggr_id\":\"$tag\",\"aggr_limit\":1,\"callback_url\":\"http://127.0.0.1:$RESUME_ORIGIN/callback/$tag\"}" |
+        sed 's/.*"id":"\([^"]*\)".*/\1/')
+    f=$RESUME_DIR/files/${id:0:3}/$id
+    for ((i = 0; i < 12000; i++)); do # 10 ms steps, at most 120 s; the rename is atomic
+        [ -e "$f" ] && break
+        nap 0.01
+    done
+    RESUME_S=$(calc "$(now) - $t0")
+    RESUME_BYTES=$(curl -fsS "http://127.0.0.1:$RESUME_ORIGIN/_served" |
+        python3 -c "import json, sys; print(json.load(sys.stdin)['$tag']['bytes'])")
+    RESUME_OK=0
+    [ -e "$f" ] && [ "$(stat -c %s "$f")" = "$RESUME_SIZE" ] && RESUME_OK=1
+    rm -f "$f"
+}
+
+bench_resume() {
+    local B="6 resume" cfg plain_s plain_bytes ok
+    RESUME_SIZE=200000000 RESUME_DIR=$S/resume
+    log "6 resume: $RESUME_SIZE bytes cut at 90% once, vs uninterrupted"
+    rcli flushall >/dev/null
+    mkdir -p "$RESUME_DIR/tmp" "$RESUME_DIR/files"
+    RESUME_ORIGIN=$(free_port)
+    spawn origin python3 test/origin.py --port "$RESUME_ORIGIN"
+    wait_port "$RESUME_ORIGIN" origin || die "test origin did not start"
+    RESUME_API=$(free_port)
+    cfg=$RESUME_DIR/resume.json
+    cat >"$cfg" <<JSON
+{ $(redis_cfg),
+  "api": {},
+  "processor": {"storage_dir": "$RESUME_DIR/tmp", "filestorage": {"type": "filesystem", "rootdir": "$RESUME_DIR/files"},
+                "download_url": "http://127.0.0.1:$RESUME_API/files", "retry_base": "100ms",
+                "shutdown_grace": "1s"},
+  "notifier": {"concurrency": 16, "deletion_interval": 10080, "shutdown_grace": "1s"},
+  "backends": {"http": {"timeout": 30}} }
+JSON
+    run_service resume all "$cfg" "$RESUME_API"
+    sleep 0.5
+    resume_once plain "ranges=1"
+    ok=$RESUME_OK plain_s=$RESUME_S plain_bytes=$RESUME_BYTES
+    resume_once cut "ranges=1&cut_once=$((RESUME_SIZE * 9 / 10))"
+    [ "$RESUME_OK" = 1 ] || ok=0
+    stop resume
+    stop origin
+    local ratio
+    ratio=$(calc "$RESUME_BYTES / $RESUME_SIZE")
+    row "$B" "both downloads stored whole" "$([ "$ok" = 1 ] && echo yes || echo NO)" "yes" "$(verdict [ "$ok" = 1 ])"
+    row "$B" "cut at 90%: bytes fetched / file" "$(fmt "$ratio" 3) x" "<= 1.12 x" "$(verdict lt "$ratio" 1.12001)"
+    row "$B" "uninterrupted: bytes fetched / file" "$(fmt "$(calc "$plain_bytes / $RESUME_SIZE")" 3) x" "" ""
+    row "$B" "wall time cut / uninterrupted" "$(fmt "$RESUME_S" 2) s / $(fmt "$plain_s" 2) s" "" ""
+}
+
+# ------------------------------------------------------------------------------------
 t_start=$(now)
 for b in $BENCHES; do
     case $b in
@@ -493,8 +555,9 @@ for b in $BENCHES; do
     disk) bench_disk ;;
     mem) bench_mem ;;
     cb) bench_cb ;;
+    resume) bench_resume ;;
     scale) mapfile -t -O "${#ROWS[@]}" ROWS < <(BUILD=$BUILD bench/scale.sh --rows) ;; # own processes
-    *) die "unknown benchmark $b (api e2e split disk mem cb scale)" ;;
+    *) die "unknown benchmark $b (api e2e split disk mem cb scale resume)" ;;
     esac
 done
 
