@@ -971,6 +971,47 @@ static void test_payload(void **state)
     assert_null(job_callback_payload(&running, &len));
 }
 
+/* Issue 16: checksum and aggr_bandwidth fields; the payload's extra keys only for
+ * jobs with a checksum. */
+#define CK_JOB                                                                                     \
+    "{\"url\":\"http://x/a\",\"aggr_id\":\"a\",\"aggr_limit\":1,\"callback_url\":\"http://c/\""
+#define CK_MSG "checksum must be \"sha256:<64 hex digits>\" or \"md5:<32 hex digits>\""
+static void test_checksum_and_bandwidth(void **state)
+{
+    (void)state;
+    static const err_case_t job_errs[] = {
+        {CK_JOB ",\"checksum\":\"sha256:00\"}", CK_MSG},
+        {CK_JOB ",\"checksum\":\"md5:0123456789abcdef0123456789abcdeX\"}", CK_MSG},
+        {CK_JOB ",\"checksum\":\"sha1:0123456789abcdef0123456789abcdef01234567\"}", CK_MSG},
+        {CK_JOB ",\"checksum\":7}", CK_MSG},
+    };
+    RUN_JOB_ERRS(job_errs);
+    static const err_case_t aggr_errs[] = {
+        {CK_JOB ",\"aggr_bandwidth\":0}", "aggr_bandwidth must be greater than 0"},
+        {CK_JOB ",\"aggr_bandwidth\":\"1\"}", "aggr_bandwidth must be a number (bytes per second)"},
+    };
+    RUN_AGGR_ERRS(aggr_errs);
+    job_t job;
+    parse_ok(CK_JOB ",\"checksum\":\"md5:0123456789ABCDEF0123456789abcdef\","
+                    "\"aggr_bandwidth\":1500.7}",
+             &job);
+    assert_string_equal(job.checksum, "md5:0123456789abcdef0123456789abcdef");
+    assert_int_equal(job.aggr_bandwidth, 1500);
+    job_free(&job);
+
+    job_t ok = payload_job(DL_SUCCESS);
+    ok.checksum = "sha256:ab";
+    ok.sha256 = "ab";
+    ok.size = 42;
+    char *p = job_callback_payload(&ok, NULL);
+    assert_non_null(strstr(p, "\"delivery_error\":\"\",\"sha256\":\"ab\",\"size\":42}"));
+    free(p);
+    ok.checksum = NULL; /* no checksum asked: the reference's 10 keys only */
+    p = job_callback_payload(&ok, NULL);
+    assert_null(strstr(p, "sha256"));
+    free(p);
+}
+
 static void test_payload_escaping(void **state)
 {
     (void)state;
@@ -1040,6 +1081,7 @@ int main(void)
         cmocka_unit_test(test_file_url),
         cmocka_unit_test(test_payload),
         cmocka_unit_test(test_payload_escaping),
+        cmocka_unit_test(test_checksum_and_bandwidth),
         cmocka_unit_test(test_free_parsed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
