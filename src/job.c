@@ -299,15 +299,28 @@ static int step_extract(pctx_t *c)
     return 0;
 }
 
-static int step_timeout(pctx_t *c)
+/* An optional number field that must be > 0 once truncated as Go does: *out stays as
+ * it is when the field is absent. 0, or -1 with the reason set. */
+static int positive_field(pctx_t *c, const char *key, const char *not_number,
+                          const char *not_positive, int64_t *out)
 {
-    yajl_val v = gojson_get(c->root, "download_timeout");
+    yajl_val v = gojson_get(c->root, key);
     double d;
     if (!v) return 0;
-    if (!gojson_num(v, &d)) return fail(c, "Download timeout must be a number");
+    if (!gojson_num(v, &d)) return fail(c, not_number);
     int64_t n = gojson_trunc(d);
-    if (n <= 0) return fail(c, "Download timeout must be greater than 0");
-    c->job->download_timeout = n > LONG_MAX ? LONG_MAX : (long)n;
+    if (n <= 0) return fail(c, not_positive);
+    *out = n;
+    return 0;
+}
+
+static int step_timeout(pctx_t *c)
+{
+    int64_t n = 0;
+    if (positive_field(c, "download_timeout", "Download timeout must be a number",
+                       "Download timeout must be greater than 0", &n))
+        return -1;
+    if (n) c->job->download_timeout = n > LONG_MAX ? LONG_MAX : (long)n;
     return 0;
 }
 
@@ -425,12 +438,10 @@ static int step_aggr_proxy(pctx_t *c)
 /* aggr_bandwidth (issue 16): bytes per second for the whole aggregation. */
 static int step_aggr_bandwidth(pctx_t *c)
 {
-    yajl_val v = gojson_get(c->root, "aggr_bandwidth");
-    double d;
-    if (!v) return 0;
-    if (!gojson_num(v, &d)) return fail(c, "aggr_bandwidth must be a number (bytes per second)");
-    int64_t n = gojson_trunc(d);
-    if (n <= 0) return fail(c, "aggr_bandwidth must be greater than 0");
+    int64_t n = 0;
+    if (positive_field(c, "aggr_bandwidth", "aggr_bandwidth must be a number (bytes per second)",
+                       "aggr_bandwidth must be greater than 0", &n))
+        return -1;
     c->aggr->bandwidth = n;
     return 0;
 }
