@@ -26,7 +26,7 @@ void stats_max(stats_t *s, const char *name, long long value);
 long long stats_value(const stats_t *s, const char *name);
 /* Publishes now (also done by the interval timer). */
 void stats_publish(stats_t *s);
-/* Publishes once more, then releases everything. */
+/* Publishes once more, deregistering the instance, then releases everything. */
 void stats_close(stats_t *s);
 
 #endif

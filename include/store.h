@@ -192,13 +192,23 @@ void store_cb_finish(store_t *s, const char *id, const char *owner, store_cb_op_
 /* ---- reaper ---- */
 typedef void (*store_reap_fn)(store_rc_t rc, const char *const *ids, size_t n, long long deadline,
                               long long next_due, void *arg);
-void store_reap_claim(store_t *s, const char *queue, int n, uint64_t lease_ms, store_reap_fn done,
-                      void *arg);
-void store_reap_done(store_t *s, const char *queue, long long deadline, const char *const *ids,
-                     size_t n, store_done_fn done, void *arg);
+/* owner: the instance leasing; its held entries are recorded for live.lua. */
+void store_reap_claim(store_t *s, const char *queue, const char *owner, int n, uint64_t lease_ms,
+                      store_reap_fn done, void *arg);
+void store_reap_done(store_t *s, const char *queue, const char *owner, long long deadline,
+                     const char *const *ids, size_t n, store_done_fn done, void *arg);
+
+/* ---- liveness (live.lua) ---- */
+/* Refreshes owner's liveness deadline to live_ms ahead and releases the work of owners
+ * whose deadline passed, unless no instance got through for gap_ms (then everyone gets
+ * a fresh deadline). live_ms 0: owner leaves, its remaining work is released now.
+ * done gets {owner, downloads, callbacks, deletions, ...} for each owner released. */
+void store_live(store_t *s, const char *owner, uint64_t live_ms, uint64_t gap_ms,
+                store_lost_fn done, void *arg);
 
 /* ---- stats / instances ---- */
-/* kv: counter deltas as name/value pairs (NULL-terminated). */
+/* kv: counter deltas as name/value pairs (NULL-terminated). live_ms 0: the instance
+ * deregisters (stopped cleanly); the counters are still added. */
 void store_stats_put(store_t *s, const char *component, const char *instance, uint64_t live_ms,
                      uint64_t keep_ms, const char *info_json, const char *const *kv,
                      store_done_fn done, void *arg);

@@ -11,6 +11,7 @@
 #include "api.h"
 #include "app.h"
 #include "config.h"
+#include "live.h"
 #include "log.h"
 #include "notifier.h"
 #include "processor.h"
@@ -29,6 +30,7 @@ typedef struct {
     api_t *api;
     processor_t *processor;
     notifier_t *notifier;
+    live_t *live;
     uv_signal_t sigint, sigterm;
     int stopping;
     int pending;
@@ -116,12 +118,19 @@ static void on_store_closed(void *arg)
     uv_close((uv_handle_t *)&p->sigterm, NULL);
 }
 
+static void live_stopped(void *arg)
+{
+    proc_t *p = arg;
+    log_info("main", "bye", "");
+    store_close(p->app.store, on_store_closed, p);
+}
+
 static void component_stopped(void *arg)
 {
     proc_t *p = arg;
     if (--p->pending > 0) return;
-    log_info("main", "bye", "");
-    store_close(p->app.store, on_store_closed, p);
+    /* after the components handed their work back: deregister, then close */
+    live_stop(p->live, live_stopped, p);
 }
 
 static void begin_stop(proc_t *p)
@@ -147,6 +156,7 @@ static void on_signal(uv_signal_t *h, int signum)
 static int start(proc_t *p, const cli_t *c, int comps)
 {
     char err[1024] = "";
+    p->live = live_start(&p->app);
     if ((comps & CONFIG_API) && !(p->api = api_start(&p->app, c->host, c->port, err, sizeof err)))
         goto fail;
     if ((comps & CONFIG_PROCESSOR) && !(p->processor = processor_start(&p->app, err, sizeof err)))

@@ -1050,7 +1050,7 @@ void processor_stop(processor_t *p, void (*done)(void *arg), void *arg)
              (unsigned long long)p->cfg->processor_shutdown_grace_ms);
     for (dl_t *d = p->active, *next; d; d = next) {
         next = d->next;
-        if (d->waiting) dl_done(d); /* its lease will expire and bring the job back */
+        if (d->waiting) dl_done(d); /* live_stop releases its lease */
     }
     uv_timer_start(&p->grace, on_grace, p->cfg->processor_shutdown_grace_ms, 0);
     stop_check(p);

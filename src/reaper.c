@@ -89,8 +89,8 @@ static void item_done(item_t *it, const char *error)
         on_confirmed(STORE_OK, NULL, b);
         return;
     }
-    store_reap_done(b->r->app->store, b->r->queue, b->deadline, (const char *const *)b->ok, b->n_ok,
-                    on_confirmed, b);
+    store_reap_done(b->r->app->store, b->r->queue, b->r->app->instance, b->deadline,
+                    (const char *const *)b->ok, b->n_ok, on_confirmed, b);
 }
 
 static void on_unlinked(const files_result_t *res, void *arg)
@@ -160,7 +160,8 @@ static void reap(reaper_t *r)
         return;
     }
     r->busy = true;
-    store_reap_claim(r->app->store, r->queue, REAP_BATCH, REAP_LEASE_MS, on_claimed, r);
+    store_reap_claim(r->app->store, r->queue, r->app->instance, REAP_BATCH, REAP_LEASE_MS,
+                     on_claimed, r);
 }
 
 static void on_wake(store_wake_t kind, void *arg)

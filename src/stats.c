@@ -1,7 +1,9 @@
 /* stats: keeps a component's counters and gauges in memory and publishes them with the
  * instance heartbeat (store_stats_put) every interval. Counters are sent as deltas
  * since the last acknowledged publish, so nothing is lost or counted twice when Redis
- * is briefly away; gauges and instance facts travel in the instance's JSON. */
+ * is briefly away; gauges and instance facts travel in the instance's JSON. A clean
+ * stop sends the last deltas with a deregistration, so the dashboard does not list the
+ * stopped instance as dead. */
 #include "stats.h"
 
 #include <stdio.h>
@@ -28,6 +30,7 @@ struct stats {
     metric_t *m;
     size_t n, cap;
     bool in_flight, closing, timer_closed; /* freed once both the reply and the timer are done */
+    bool left;                             /* the deregistering publish was sent */
     stats_refresh_fn refresh;
     stats_extra_fn extra;
     void *arg;
@@ -117,6 +120,8 @@ static void on_closed(uv_handle_t *h)
     if (!s->in_flight) free_stats(s);
 }
 
+static void publish(stats_t *s);
+
 static void on_put(store_rc_t rc, const char *err, void *arg)
 {
     (void)err;
@@ -126,10 +131,11 @@ static void on_put(store_rc_t rc, const char *err, void *arg)
         if (rc == STORE_OK) s->m[i].acked += s->m[i].sent;
         s->m[i].sent = 0;
     }
-    if (s->closing && s->timer_closed) free_stats(s);
+    if (s->closing && !s->left) publish(s); /* the stop came while this one was in flight */
+    if (s->closing && s->timer_closed && !s->in_flight) free_stats(s);
 }
 
-void stats_publish(stats_t *s)
+static void publish(stats_t *s)
 {
     if (s->in_flight || !store_up(s->app->store)) return;
     if (s->refresh) s->refresh(s, s->arg);
@@ -147,11 +153,17 @@ void stats_publish(stats_t *s)
     }
     uint64_t keep = s->interval_ms * 12 < 60000 ? 60000 : s->interval_ms * 12;
     s->in_flight = true;
-    store_stats_put(s->app->store, s->component, s->app->instance, 2 * s->interval_ms + 1000, keep,
-                    info, kv, on_put, s);
+    s->left = s->closing;
+    store_stats_put(s->app->store, s->component, s->app->instance,
+                    s->closing ? 0 : 2 * s->interval_ms + 1000, keep, info, kv, on_put, s);
     free(nums);
     free(kv);
     free(info);
+}
+
+void stats_publish(stats_t *s)
+{
+    if (!s->closing) publish(s);
 }
 
 static void tick(uv_timer_t *t)
@@ -186,10 +198,10 @@ void stats_on_publish(stats_t *s, stats_refresh_fn refresh, stats_extra_fn extra
 
 void stats_close(stats_t *s)
 {
-    stats_publish(s);
+    s->closing = true;
+    publish(s); /* the last deltas, and the deregistration */
     store_forget(s->app->store, s);
     s->refresh = NULL;
     s->extra = NULL;
-    s->closing = true;
     uv_close((uv_handle_t *)&s->timer, on_closed);
 }

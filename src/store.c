@@ -35,6 +35,7 @@ enum {
     S_FAILED,
     S_HISTORY,
     S_INSTANCES,
+    S_LIVE,
     S_REAP_CLAIM,
     S_REAP_DONE,
     S_RENEW,
@@ -46,10 +47,10 @@ enum {
 };
 
 static const char *script_names[S_COUNT] = {
-    "aggregations.lua", "cb_claim.lua",  "cb_finish.lua", "cb_renew.lua", "claim.lua",
-    "dl_finish.lua",    "enqueue.lua",   "failed.lua",    "history.lua",  "instances.lua",
-    "reap_claim.lua",   "reap_done.lua", "renew.lua",     "retry.lua",    "retrying.lua",
-    "stats_get.lua",    "stats_put.lua"};
+    "aggregations.lua", "cb_claim.lua",   "cb_finish.lua", "cb_renew.lua", "claim.lua",
+    "dl_finish.lua",    "enqueue.lua",    "failed.lua",    "history.lua",  "instances.lua",
+    "live.lua",         "reap_claim.lua", "reap_done.lua", "renew.lua",    "retry.lua",
+    "retrying.lua",     "stats_get.lua",  "stats_put.lua"};
 
 typedef struct {
     char *body;
@@ -1441,11 +1442,20 @@ static void reap_reply(store_t *s, redisReply *r, void *arg)
     free(c);
 }
 
-void store_reap_claim(store_t *s, const char *queue, int n, uint64_t lease_ms, store_reap_fn done,
-                      void *arg)
+/* The keys of a reap script: the queue and the owner's held entries (live.lua). */
+static void reap_args(store_t *s, args_t *a, int script, const char *queue, const char *owner)
+{
+    char held[256];
+    snprintf(held, sizeof held, "live:reap:%s", owner);
+    const char *keys[] = {queue, held};
+    script_args(s, a, script, 2, keys);
+}
+
+void store_reap_claim(store_t *s, const char *queue, const char *owner, int n, uint64_t lease_ms,
+                      store_reap_fn done, void *arg)
 {
     args_t a = {0};
-    script_args(s, &a, S_REAP_CLAIM, 1, &queue);
+    reap_args(s, &a, S_REAP_CLAIM, queue, owner);
     args_addf(&a, "%llu", (unsigned long long)lease_ms);
     args_addf(&a, "%d", n);
     run(s, S_REAP_CLAIM, &a, reap_reply, cb_new((void *)done, arg));
@@ -1460,11 +1470,11 @@ static void count_reply(store_t *s, redisReply *r, void *arg)
     free(c);
 }
 
-void store_reap_done(store_t *s, const char *queue, long long deadline, const char *const *ids,
-                     size_t n, store_done_fn done, void *arg)
+void store_reap_done(store_t *s, const char *queue, const char *owner, long long deadline,
+                     const char *const *ids, size_t n, store_done_fn done, void *arg)
 {
     args_t a = {0};
-    script_args(s, &a, S_REAP_DONE, 1, &queue);
+    reap_args(s, &a, S_REAP_DONE, queue, owner);
     args_addf(&a, "%lld", deadline);
     for (size_t i = 0; i < n; i++)
         args_add(&a, ids[i]);
@@ -1486,6 +1496,20 @@ void store_stats_put(store_t *s, const char *component, const char *instance, ui
     args_add(&a, info_json);
     args_add_kv(&a, kv);
     run(s, S_STATS_PUT, &a, count_reply, cb_new((void *)done, arg));
+}
+
+/* ---------- liveness ---------- */
+
+void store_live(store_t *s, const char *owner, uint64_t live_ms, uint64_t gap_ms,
+                store_lost_fn done, void *arg)
+{
+    static const char *const keys[] = {"live", "live:last", "leases", "cb:leases"};
+    args_t a = {0};
+    script_args(s, &a, S_LIVE, 4, keys);
+    args_add(&a, owner);
+    args_addf(&a, "%llu", (unsigned long long)live_ms);
+    args_addf(&a, "%llu", (unsigned long long)gap_ms);
+    run(s, S_LIVE, &a, lost_reply, cb_new((void *)done, arg));
 }
 
 void store_reap_key(char *buf, size_t len, const char *download_url)
