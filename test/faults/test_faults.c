@@ -98,6 +98,14 @@ typedef struct {
     const char *cmd;
 } comp_t;
 
+/* The leases of one set (leases or cb:leases) a killed instance held: recovered once
+ * every member is gone or has another score (released, claimed again, finished). */
+typedef struct {
+    const char *set;
+    redisReply *held;             /* ZRANGE WITHSCORES right after the kill */
+    long killed_at, recovered_at; /* ms after t0; recovered_at -1 until then */
+} track_t;
+
 typedef struct {
     const char *name;
     uint64_t rng;
@@ -117,6 +125,12 @@ typedef struct {
     long t0, t_posted;
     long max_post_ms; /* slowest POST /download answer */
     char notes[1024]; /* scenario-specific summary fields */
+    /* bounds asserted by scen_finish (-1: not checked): successful callbacks beyond the
+     * first, and origin requests beyond one per job */
+    long long max_dups, max_redownloads;
+    long long held_dl, held_cb; /* leases held by the victims at their faults, summed */
+    track_t track[2 * N_KILLS]; /* work held at each kill, until taken over */
+    int n_track;
 } scen_t;
 
 static scen_t S;
@@ -244,6 +258,7 @@ static void scen_begin(const char *name, const char *processor_extra, const char
     S.name = name;
     S.rng = g_seed ^ fnv1a(name);
     S.delay_ms = 400;
+    S.max_dups = S.max_redownloads = 0; /* scenarios raise or disable them */
     h_env_opts_t o = {.processor_extra = processor_extra,
                       .notifier_extra = notifier_extra,
                       .backends = backends,
@@ -280,6 +295,8 @@ static int scen_teardown(void **state)
     if (S.env_up) h_env_stop(&S.env);
     for (int i = 0; i < N_JOBS; i++)
         free(S.jobs[i].error);
+    for (int k = 0; k < S.n_track; k++)
+        freeReplyObject(S.track[k].held);
     memset(&S, 0, sizeof S);
     return 0;
 }
@@ -416,6 +433,71 @@ typedef struct {
     void *arg;
 } event_t;
 
+/* ---------- recovery of a killed instance's work ---------- */
+
+/* Records the members of `set` (all of them the victim's: one instance per component
+ * runs at a time) right after a kill; returns how many. */
+static long long track_kill(const char *set)
+{
+    redisContext *c = h_redis_connect(&S.env.redis);
+    redisReply *r = c ? h_redis(c, "ZRANGE %s 0 -1 WITHSCORES", set) : NULL;
+    if (c) redisFree(c);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        if (r) freeReplyObject(r);
+        return 0;
+    }
+    long long n = (long long)r->elements / 2;
+    if (n == 0 || S.n_track == 2 * N_KILLS) {
+        freeReplyObject(r);
+        return n;
+    }
+    S.track[S.n_track++] = (track_t){set, r, elapsed(), -1};
+    return n;
+}
+
+/* Marks the kills whose held leases have all been taken over by now. Polled every
+ * 100 ms by the driver and the wait for the end. */
+static void track_poll(void)
+{
+    static long last;
+    if (now_ms() - last < 100) return;
+    last = now_ms();
+    redisContext *c = NULL;
+    for (int k = 0; k < S.n_track; k++) {
+        track_t *t = &S.track[k];
+        if (t->recovered_at >= 0) continue;
+        if (!c && !(c = h_redis_connect(&S.env.redis))) return;
+        bool all = true;
+        for (size_t i = 0; all && i + 1 < t->held->elements; i += 2) {
+            redisReply *r = h_redis(c, "ZSCORE %s %s", t->set, t->held->element[i]->str);
+            all = r && (r->type == REDIS_REPLY_NIL ||
+                        (r->type == REDIS_REPLY_STRING &&
+                         strcmp(r->str, t->held->element[i + 1]->str) != 0));
+            if (r) freeReplyObject(r);
+        }
+        if (all) t->recovered_at = elapsed();
+    }
+    if (c) redisFree(c);
+}
+
+/* Notes the recovery times ("recovery_s=5.8,6.1,...") and fails when one took longer
+ * than 10 s (docs/architecture.md: work of a dead instance is back within 10 s). */
+static void track_finish(void)
+{
+    if (S.n_track == 0) return;
+    long worst = 0;
+    note(" recovery_s=");
+    for (int k = 0; k < S.n_track; k++) {
+        track_t *t = &S.track[k];
+        long took = (t->recovered_at < 0 ? elapsed() : t->recovered_at) - t->killed_at;
+        if (took > worst) worst = took;
+        note("%s%s:%.1f", k ? "," : "", strcmp(t->set, "leases") == 0 ? "dl" : "cb", took / 1000.0);
+    }
+    if (worst > 10000)
+        fail_msg("%s: a killed instance's work took %.1f s to come back (limit 10 s)", S.name,
+                 worst / 1000.0);
+}
+
 static int cmp_event(const void *a, const void *b)
 {
     long x = ((const event_t *)a)->at, y = ((const event_t *)b)->at;
@@ -434,6 +516,7 @@ static void drive(event_t *ev, int n)
             continue;
         }
         check_alive();
+        track_poll();
         if (S.n_posted < N_JOBS) post_some(20);
         if (S.n_posted >= N_JOBS || S.post_per_s > 0) usleep(5000);
     }
@@ -502,9 +585,10 @@ static void wait_done(void)
     long long left = -1;
     while (now_ms() < end) {
         check_alive();
+        track_poll();
         left = jobs_in_redis();
         if (left == 0) return;
-        usleep(250000);
+        usleep(100000);
     }
     char stuck[2048];
     describe_stuck(stuck, sizeof stuck);
@@ -712,6 +796,7 @@ static void scen_finish(void)
 {
     wait_done();
     long secs = (elapsed() + 500) / 1000;
+    track_poll();
     check_alive();
     char left_desc[512];
     h_wait_for(no_leftovers, NULL, 10000); /* what is left after 10 s is reported below */
@@ -752,6 +837,11 @@ static void scen_finish(void)
              rd < 0 ? 0 : rd, rcb < 0 ? 0 : rcb);
         redisFree(c);
     }
+    long long redl = downloads - S.n_posted;
+    if (S.max_dups >= 0 || S.max_redownloads >= 0)
+        note(" redownloads=%lld bounds(duplicates<=%lld,redownloads<=%lld)", redl, S.max_dups,
+             S.max_redownloads);
+    track_finish();
     char line[2048];
     snprintf(
         line, sizeof line,
@@ -772,6 +862,12 @@ static void scen_finish(void)
     if (corrupt)
         fail_msg("%s: %d stored files missing or corrupt, first: %s", S.name, corrupt, file_first);
     if (leftovers) fail_msg("%s: Redis not clean:%s", S.name, left_desc);
+    if (S.max_dups >= 0 && dups > S.max_dups)
+        fail_msg("%s: %d duplicate callbacks, more than the %lld the fault allows", S.name, dups,
+                 S.max_dups);
+    if (S.max_redownloads >= 0 && redl > S.max_redownloads)
+        fail_msg("%s: %lld re-downloads, more than the %lld the fault allows", S.name, redl,
+                 S.max_redownloads);
     if (unclean)
         fail_msg("%s: %d components did not exit 0 on SIGTERM (logs in %s)", S.name, unclean,
                  S.env.dir);
@@ -793,9 +889,17 @@ static void ev_kill(void *arg)
     comp_t *c = comp_find(cmd);
     assert_non_null(c);
     check_alive();
-    long long dl = redis_count("ZCARD leases"), cb = redis_count("ZCARD cb:leases");
     h_env_kill(&S.env, c->pid, SIGKILL, 5000);
     c->pid = 0;
+    /* counted after the kill: what the dead instance held, frozen */
+    long long dl = 0, cb = 0;
+    if (strcmp(cmd, "notifier") != 0) dl = track_kill("leases");
+    if (strcmp(cmd, "processor") != 0) cb = track_kill("cb:leases");
+    S.held_dl += dl;
+    S.held_cb += cb;
+    /* never more re-downloads or re-posted callbacks than were in flight at the kills */
+    S.max_redownloads = S.held_dl;
+    S.max_dups = S.held_cb;
     note("%skill@%.1fs(leases=%lld,cb_leases=%lld)",
          strstr(S.notes, "kill@") ? "," : "kills=", elapsed() / 1000.0, dl, cb);
 }
@@ -835,6 +939,10 @@ static void run_with_kills(const char *cmd, long window_ms)
 
 #define PROC_COMMON "\"max_concurrency\": 64, \"shutdown_grace\": 1, \"lease\": \"3s\""
 #define NOTIF_COMMON "\"shutdown_grace\": 1, \"lease\": \"3s\", \"deletion_interval\": 30"
+/* the default leases (30 s, 60 s): a dead instance's work must come back through the
+ * liveness takeover, not through lease expiry */
+#define PROC_DEFAULT_LEASE "\"max_concurrency\": 64, \"shutdown_grace\": 1, \"lease\": \"30s\""
+#define NOTIF_DEFAULT_LEASE "\"shutdown_grace\": 1, \"lease\": \"60s\", \"deletion_interval\": 30"
 
 static void start_split(void)
 {
@@ -847,7 +955,7 @@ static void start_split(void)
 static void kill9_scenario(const char *name, const char *victim, int sink_delay_ms)
 {
     char sink[64];
-    scen_begin(name, PROC_COMMON, NOTIF_COMMON, NULL, false);
+    scen_begin(name, PROC_DEFAULT_LEASE, NOTIF_DEFAULT_LEASE, NULL, false);
     if (sink_delay_ms > 0) {
         snprintf(sink, sizeof sink, "{\"delay_ms\": %d}", sink_delay_ms);
         assert_int_equal(h_origin_post(&S.env, "/_sink", sink), 200);
@@ -862,8 +970,9 @@ static void kill9_scenario(const char *name, const char *victim, int sink_delay_
     scen_finish();
 }
 
-/* kill -9 of the processor: its leases expire (processor.lease 3 s) and the downloads
- * are claimed again; the outcome is recorded once, so no duplicate callbacks. */
+/* kill -9 of the processor: its liveness entry lapses, its leases are released and the
+ * downloads are claimed again (default leases: expiry would take 30 s); the outcome is recorded
+ * once, so no duplicate callbacks. */
 static void test_kill9_processor(void **state)
 {
     (void)state;
@@ -922,6 +1031,7 @@ static void ev_redis_outage(void *arg)
              "127.0.0.1:%d/callback/probe\"}",
              url, S.env.origin_port);
     long long dl = redis_count("ZCARD leases"), cb = redis_count("ZCARD cb:leases");
+    S.max_dups = cb; /* a delivery whose record Redis lost is delivered again */
     h_redis_kill(&S.env.redis);
     outage.down_at = elapsed();
     long end = now_ms() + REDIS_OUTAGE_MS;
@@ -961,6 +1071,44 @@ static void test_redis_restart(void **state)
     event_t ev[] = {{2500, ev_redis_outage, NULL}};
     drive(ev, 1);
     note(" posted_by=%.1fs", S.t_posted / 1000.0);
+    scen_finish();
+}
+
+/* ---- Redis hung (SIGSTOP) ----
+ * redis-server is stopped for 10 s, longer than the liveness deadline (5 s) and the
+ * command timeout (5 s), shorter than the default leases, then continued. Nobody could
+ * refresh their liveness entry meanwhile: the first call after the hang sees the gap and
+ * gives everyone a fresh deadline, so no live instance is taken for dead and nothing is
+ * downloaded twice. */
+#define REDIS_HANG_MS 10000
+
+static void ev_redis_hang(void *arg)
+{
+    (void)arg;
+    long long dl = redis_count("ZCARD leases"), cb = redis_count("ZCARD cb:leases");
+    S.max_dups = cb;
+    long at = elapsed();
+    if (kill(S.env.redis.pid, SIGSTOP) < 0) fail_msg("%s: SIGSTOP: %s", S.name, strerror(errno));
+    long end = now_ms() + REDIS_HANG_MS;
+    while (now_ms() < end) {
+        check_alive();
+        usleep(100000);
+    }
+    kill(S.env.redis.pid, SIGCONT);
+    note("redis_hung=%.1f-%.1fs(leases=%lld,cb_leases=%lld)", at / 1000.0, elapsed() / 1000.0, dl,
+         cb);
+}
+
+static void test_redis_hang(void **state)
+{
+    (void)state;
+    scen_begin("redis-hang", PROC_DEFAULT_LEASE, NOTIF_DEFAULT_LEASE, NULL, false);
+    assert_int_equal(h_origin_post(&S.env, "/_sink", "{\"delay_ms\": 50}"), 200);
+    start_split();
+    plan_jobs();
+    S.t0 = now_ms();
+    event_t ev[] = {{2500, ev_redis_hang, NULL}};
+    drive(ev, 1);
     scen_finish();
 }
 
@@ -1019,7 +1167,8 @@ static void test_kafka_broker_down(void **state)
              S.kmock.bootstrap);
     scen_begin("kafka-broker-down", PROC_COMMON, NOTIF_COMMON ", \"max_attempts\": 20", backends,
                false);
-    S.kafka = true; /* scen_begin cleared nothing but keep it explicit */
+    S.kafka = true;  /* scen_begin cleared nothing but keep it explicit */
+    S.max_dups = -1; /* a produce that timed out may still have reached the log */
     start_split();
     plan_jobs();
     S.t0 = now_ms();
@@ -1045,6 +1194,7 @@ static void test_bad_origins(void **state)
     plan_kind(J_STALL, 19, 40, 24, 0);
     plan_kind(J_ENDLESS, 27, 40, 24, 0);
     plan_kind(J_LOOP, 35, 40, 24, 0);
+    S.max_redownloads = 5 * 24 * 2; /* three attempts of each bad one */
     S.t0 = now_ms();
     drive(NULL, 0);
     scen_finish();
@@ -1086,6 +1236,7 @@ static void test_storage_full(void **state)
     (void)state;
     scen_begin("storage-full", PROC_COMMON ", \"disk_high\": 100, \"disk_low\": 99", NOTIF_COMMON,
                NULL, false);
+    S.max_redownloads = -1; /* a full disk fails downloads; they are retried */
     char dir[700], wrapper[800];
     snprintf(dir, sizeof dir, "%s/tmp", S.env.dir);
     mkdir(dir, 0755);
@@ -1196,6 +1347,7 @@ int main(void)
         cmocka_unit_test_teardown(test_kill9_notifier, scen_teardown),
         cmocka_unit_test_teardown(test_kill9_all, scen_teardown),
         cmocka_unit_test_teardown(test_redis_restart, scen_teardown),
+        cmocka_unit_test_teardown(test_redis_hang, scen_teardown),
         cmocka_unit_test_teardown(test_sink_down, scen_teardown),
         cmocka_unit_test_teardown(test_kafka_broker_down, scen_teardown),
         cmocka_unit_test_teardown(test_bad_origins, scen_teardown),
