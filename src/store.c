@@ -1503,9 +1503,9 @@ void store_stats_put(store_t *s, const char *component, const char *instance, ui
 void store_live(store_t *s, const char *owner, uint64_t live_ms, uint64_t gap_ms,
                 store_lost_fn done, void *arg)
 {
-    static const char *const keys[] = {"live", "live:last", "leases", "cb:leases"};
+    static const char *const keys[] = {"live", "live:last", "leases", "cb:leases", "live:released"};
     args_t a = {0};
-    script_args(s, &a, S_LIVE, 4, keys);
+    script_args(s, &a, S_LIVE, 5, keys);
     args_add(&a, owner);
     args_addf(&a, "%llu", (unsigned long long)live_ms);
     args_addf(&a, "%llu", (unsigned long long)gap_ms);

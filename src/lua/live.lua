@@ -1,6 +1,6 @@
 -- Liveness of instances, and takeover of the work of instances that are gone.
 -- KEYS: live (sorted set: owner -> deadline), live:last (time of the latest call by
--- any instance), leases, cb:leases.
+-- any instance), leases, cb:leases, live:released (count of owners taken for gone).
 -- ARGV: owner, live_ms, gap_ms. live_ms 0: the owner stops cleanly; what it still
 -- holds is released at once and its entry removed.
 -- Every instance calls this about once a second. An owner whose deadline passed is
@@ -62,6 +62,7 @@ if not last or now < last or now - last > gap then
 end
 local out = {}
 for _, o in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)) do
+  redis.call('INCR', KEYS[5])
   for _, v in ipairs(release(o)) do out[#out + 1] = v end
 end
 return out

@@ -129,6 +129,7 @@ typedef struct {
      * first, and origin requests beyond one per job */
     long long max_dups, max_redownloads;
     long long held_dl, held_cb; /* leases held by the victims at their faults, summed */
+    bool no_takeover;           /* no instance may be released ("instance gone") */
     track_t track[2 * N_KILLS]; /* work held at each kill, until taken over */
     int n_track;
 } scen_t;
@@ -605,6 +606,7 @@ static long long reply_size(redisContext *c, const char *cmd)
     long long n = -1;
     if (r && r->type == REDIS_REPLY_INTEGER) n = r->integer;
     if (r && r->type == REDIS_REPLY_ARRAY) n = (long long)r->elements;
+    if (r && r->type == REDIS_REPLY_STRING) n = strtoll(r->str, NULL, 10);
     if (r) freeReplyObject(r);
     return n;
 }
@@ -790,6 +792,8 @@ static bool limits_held(char *desc, size_t len, long long *downloads)
     return ok;
 }
 
+static long long redis_count(const char *cmd);
+
 /* Checks everything the issue asks for, prints and records the summary line, then fails
  * on any violation (so the figures are reported even for a failing scenario). */
 static void scen_finish(void)
@@ -838,6 +842,8 @@ static void scen_finish(void)
         redisFree(c);
     }
     long long redl = downloads - S.n_posted;
+    long long takeovers = redis_count("GET live:released");
+    note(" takeovers=%lld", takeovers < 0 ? 0 : takeovers);
     if (S.max_dups >= 0 || S.max_redownloads >= 0)
         note(" redownloads=%lld bounds(duplicates<=%lld,redownloads<=%lld)", redl, S.max_dups,
              S.max_redownloads);
@@ -862,6 +868,9 @@ static void scen_finish(void)
     if (corrupt)
         fail_msg("%s: %d stored files missing or corrupt, first: %s", S.name, corrupt, file_first);
     if (leftovers) fail_msg("%s: Redis not clean:%s", S.name, left_desc);
+    if (S.no_takeover && takeovers > 0)
+        fail_msg("%s: %lld live instances were taken for dead (logs in %s)", S.name, takeovers,
+                 S.env.dir);
     if (S.max_dups >= 0 && dups > S.max_dups)
         fail_msg("%s: %d duplicate callbacks, more than the %lld the fault allows", S.name, dups,
                  S.max_dups);
@@ -1103,6 +1112,7 @@ static void test_redis_hang(void **state)
 {
     (void)state;
     scen_begin("redis-hang", PROC_DEFAULT_LEASE, NOTIF_DEFAULT_LEASE, NULL, false);
+    S.no_takeover = true;
     assert_int_equal(h_origin_post(&S.env, "/_sink", "{\"delay_ms\": 50}"), 200);
     start_split();
     plan_jobs();
