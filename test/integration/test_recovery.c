@@ -239,6 +239,57 @@ static void test_takeover_without_restart(void **state)
     assert_int_equal(duplicates(ids, N), 0);
 }
 
+static bool log_has(void *arg)
+{
+    char path[700];
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/processor-%d.log", env.dir, *(int *)arg);
+    char *text = h_read_file(path, &len);
+    /* found by its renewal ("lease lost, abandoning download") or, when the body was
+     * complete first, refused at the outcome ("lease lost before the outcome ...") */
+    bool has = text && strstr(text, "msg=\"lease lost");
+    free(text);
+    return has;
+}
+
+/* A processor cut off for 8 s (SIGSTOP: alive but silent, like a partition) is taken
+ * for gone; the other takes its downloads over; when it comes back, it learns that the
+ * leases are lost and abandons them: every job is called back exactly once. */
+static void test_partitioned_processor_abandons(void **state)
+{
+    (void)state;
+    static char ids[5][16];
+    int log_a = env.nprocs;
+    pid_t a = h_env_run(&env, "processor");
+    assert_true(a > 0 && h_env_run(&env, "notifier") > 0);
+    /* 6 s bodies, posted while only a runs: it holds all five */
+    for (int i = 0; i < 5; i++) {
+        char p[128], url[512], cb[256], body[1024];
+        snprintf(p, sizeof p, "/data/30000?chunk=1000&chunk_delay_ms=200&j=%d", i);
+        h_origin_url(&env, url, sizeof url, p);
+        h_origin_url(&env, cb, sizeof cb, "/callback/rec");
+        snprintf(body, sizeof body,
+                 "{\"url\":\"%s\",\"aggr_id\":\"pt\",\"aggr_limit\":5,\"callback_url\":\"%s\"}",
+                 url, cb);
+        assert_int_equal(h_post_job(&env, body, ids[i]), 201);
+    }
+    card_t held = {"leases", 5};
+    assert_true(h_wait_for(card_is, &held, 10000));
+    assert_true(h_env_run(&env, "processor") > 0);
+    kill(a, SIGSTOP);
+    double t0 = now_s();
+    sleep(8);
+    kill(a, SIGCONT);
+    assert_true(h_wait_for(log_has, &log_a, 12000)); /* renewal every 10 s */
+    ids_t x = {ids, 5};
+    assert_true(h_wait_for(all_delivered, &x, 20000));
+    fprintf(stderr,
+            "recovery: processor silent for 8 s: all 5 delivered %.1f s after it "
+            "stopped answering, the stopped one abandoned its copies\n",
+            now_s() - t0);
+    assert_int_equal(duplicates(ids, 5), 0);
+}
+
 static bool reap_gone(void *arg)
 {
     struct stat st;
@@ -314,6 +365,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_notifier_kill9_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_processor_kill9_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_without_restart, setup_two, teardown),
+        cmocka_unit_test_setup_teardown(test_partitioned_processor_abandons, setup_two, teardown),
         cmocka_unit_test_setup_teardown(test_dead_owner_reaps_come_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_stop_deregisters, setup, teardown),
     };
