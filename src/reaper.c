@@ -2,7 +2,9 @@
  * (store_reap_claim), unlinks the files on the thread pool (files_unlink), or deletes
  * the objects of an S3 store (s3_delete_object; a missing object counts), and confirms
  * only the deletions that worked (store_reap_done); an unconfirmed entry comes back
- * when its lease ends, so a failed delete is retried, never dropped (W21). It sleeps
+ * when its lease ends (or at once when this instance dies: the entries it holds are
+ * recorded under its instance id for live.lua), so a failed delete is retried, never
+ * dropped (W21). It sleeps
  * until the queue's next due time or a pub/sub wake-up. */
 #include "reaper.h"
 

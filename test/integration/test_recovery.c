@@ -64,10 +64,11 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Posts N jobs for origin path <path>&j=<i> (one origin path per job). */
-static void post_n(const char *path, const char *aggr, char ids[N][16])
+/* Posts n jobs (aggregation limit N) for origin path <path>&j=<i> (one origin path per
+ * job). */
+static void post_jobs(const char *path, const char *aggr, char (*ids)[16], int n)
 {
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < n; i++) {
         char p[256], url[512], cb[256], body[1024];
         snprintf(p, sizeof p, "%s&j=%d", path, i);
         h_origin_url(&env, url, sizeof url, p);
@@ -77,6 +78,11 @@ static void post_n(const char *path, const char *aggr, char ids[N][16])
                  url, aggr, N, cb);
         assert_int_equal(h_post_job(&env, body, ids[i]), 201);
     }
+}
+
+static void post_n(const char *path, const char *aggr, char ids[N][16])
+{
+    post_jobs(path, aggr, ids, N);
 }
 
 typedef struct {
@@ -109,16 +115,25 @@ static bool all_delivered(void *arg)
     return true;
 }
 
-/* Successful callbacks beyond the first, over all ids. */
 static int duplicates(char ids[][16], int n)
 {
-    int dup = 0;
-    for (int i = 0; i < n; i++) {
-        int ok = 0;
-        h_callbacks(&env, ids[i], &ok, NULL);
-        dup += ok > 1 ? ok - 1 : 0;
-    }
-    return dup;
+    return h_duplicates(&env, (const char(*)[16])ids, n);
+}
+
+/* Kills pid with SIGKILL once `set` holds N leases, starts `cmd` again at once and
+ * waits up to wait_ms for every job to be delivered; returns the seconds from the kill. */
+static double kill9_restart(pid_t pid, const char *set, const char *cmd, char ids[N][16],
+                            int wait_ms)
+{
+    card_t held = {set, N};
+    assert_true(h_wait_for(card_is, &held, 10000)); /* all N in flight */
+    usleep(300000);
+    h_env_kill(&env, pid, SIGKILL, 2000);
+    double t0 = now_s();
+    assert_true(h_env_run(&env, cmd) > 0);
+    ids_t x = {ids, N};
+    assert_true(h_wait_for(all_delivered, &x, wait_ms));
+    return now_s() - t0;
 }
 
 /* Origin requests per path (the job's index i in "&j=<i>"). */
@@ -142,16 +157,8 @@ static void test_notifier_kill9_restart(void **state)
     pid_t notifier = h_env_run(&env, "notifier");
     assert_true(processor > 0 && notifier > 0);
     assert_int_equal(h_origin_post(&env, "/_sink", "{\"delay_ms\": 2000}"), 200);
-    post_n("/data/10?x=1", "nk", ids);
-    card_t held = {"cb:leases", N};
-    assert_true(h_wait_for(card_is, &held, 10000)); /* 10 callbacks waiting on the sink */
-    usleep(200000);
-    h_env_kill(&env, notifier, SIGKILL, 2000);
-    double t0 = now_s();
-    assert_true(h_env_run(&env, "notifier") > 0);
-    ids_t x = {ids, N};
-    assert_true(h_wait_for(all_delivered, &x, 15000));
-    double took = now_s() - t0;
+    post_n("/data/10?x=1", "nk", ids); /* the callbacks then wait on the sink */
+    double took = kill9_restart(notifier, "cb:leases", "notifier", ids, 15000);
     int dup = duplicates(ids, N);
     fprintf(stderr,
             "recovery: notifier kill -9 + restart: %d callbacks delivered %.1f s after "
@@ -169,15 +176,7 @@ static void test_processor_kill9_restart(void **state)
     assert_true(processor > 0 && h_env_run(&env, "notifier") > 0);
     /* 3 s bodies: 10 chunks of 2 kB, 300 ms apart */
     post_n("/data/20000?chunk=2000&chunk_delay_ms=300", "pk", ids);
-    card_t held = {"leases", N};
-    assert_true(h_wait_for(card_is, &held, 10000));
-    usleep(500000);
-    h_env_kill(&env, processor, SIGKILL, 2000);
-    double t0 = now_s();
-    assert_true(h_env_run(&env, "processor") > 0);
-    ids_t x = {ids, N};
-    assert_true(h_wait_for(all_delivered, &x, 20000));
-    double took = now_s() - t0;
+    double took = kill9_restart(processor, "leases", "processor", ids, 20000);
     int counts[N];
     requests_per_job(counts);
     int redownloads = 0;
@@ -263,16 +262,7 @@ static void test_partitioned_processor_abandons(void **state)
     pid_t a = h_env_run(&env, "processor");
     assert_true(a > 0 && h_env_run(&env, "notifier") > 0);
     /* 6 s bodies, posted while only a runs: it holds all five */
-    for (int i = 0; i < 5; i++) {
-        char p[128], url[512], cb[256], body[1024];
-        snprintf(p, sizeof p, "/data/30000?chunk=1000&chunk_delay_ms=200&j=%d", i);
-        h_origin_url(&env, url, sizeof url, p);
-        h_origin_url(&env, cb, sizeof cb, "/callback/rec");
-        snprintf(body, sizeof body,
-                 "{\"url\":\"%s\",\"aggr_id\":\"pt\",\"aggr_limit\":5,\"callback_url\":\"%s\"}",
-                 url, cb);
-        assert_int_equal(h_post_job(&env, body, ids[i]), 201);
-    }
+    post_jobs("/data/30000?chunk=1000&chunk_delay_ms=200", "pt", ids, 5);
     card_t held = {"leases", 5};
     assert_true(h_wait_for(card_is, &held, 10000));
     assert_true(h_env_run(&env, "processor") > 0);

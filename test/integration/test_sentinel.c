@@ -314,17 +314,6 @@ static bool all_called_back(void *arg)
     return w->missing == 0;
 }
 
-static int duplicates(int n)
-{
-    int dup = 0;
-    for (int i = 0; i < n; i++) {
-        int ok = 0;
-        h_callbacks(&env, ids[i], &ok, NULL);
-        dup += ok > 1 ? ok - 1 : 0;
-    }
-    return dup;
-}
-
 static bool log_has(const char *name, const char *needle)
 {
     char path[700];
@@ -519,7 +508,7 @@ static void test_failover(void **state)
     if (!h_wait_for(all_called_back, &w2, 30000))
         fail_msg("%d jobs without a callback", w2.missing);
     printf("# failover: %d jobs called back, %d duplicate callbacks (at-least-once)\n",
-           n_ids - base, duplicates(n_ids));
+           n_ids - base, h_duplicates(&env, (const char(*)[16])ids, n_ids));
 
     assert_true(alive(api_pid) && alive(proc_pid) && alive(notif_pid));
     assert_true(metric(env.api_port, "downloader_redis_reconnects_total{") >= 1);

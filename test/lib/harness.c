@@ -545,6 +545,17 @@ long h_origin_post(const h_env_t *e, const char *path, const char *json)
     return st;
 }
 
+int h_duplicates(const h_env_t *e, const char (*ids)[16], int n)
+{
+    int dup = 0;
+    for (int i = 0; i < n; i++) {
+        int ok = 0;
+        h_callbacks(e, ids[i], &ok, NULL);
+        dup += ok > 1 ? ok - 1 : 0;
+    }
+    return dup;
+}
+
 int h_callbacks(const h_env_t *e, const char *job_id, int *ok, yajl_val *payload)
 {
     yajl_val list = h_origin_json(e, "/_callbacks");

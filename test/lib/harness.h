@@ -70,8 +70,8 @@ void h_resp_free(h_resp_t *r);
 bool h_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms);
 
 /* Path of a test tool or of the binary under test. */
-const char *h_bin(void);        /* $DOWNLOADER_BIN or build/downloader */
-const char *h_src(void);        /* $DOWNLOADER_SRC or "." */
+const char *h_bin(void);                              /* $DOWNLOADER_BIN or build/downloader */
+const char *h_src(void);                              /* $DOWNLOADER_SRC or "." */
 void h_tool(char *buf, size_t len, const char *name); /* $DOWNLOADER_TOOLS/name */
 
 /* Writes a file (creating it). 0 or -1. */
@@ -143,6 +143,8 @@ int h_jbool(yajl_val obj, const char *key); /* 1, 0, or -1 */
  * attempts, of successful ones (status 200), and the last successful payload parsed
  * (caller frees) when `payload` is not NULL. */
 int h_callbacks(const h_env_t *e, const char *job_id, int *ok, yajl_val *payload);
+/* Successful callbacks beyond the first, summed over n job ids. */
+int h_duplicates(const h_env_t *e, const char (*ids)[16], int n);
 /* Waits until the sink has a successful callback for the job; returns its payload. */
 yajl_val h_wait_callback(const h_env_t *e, const char *job_id, int timeout_ms);
 /* GET on the origin (control endpoints), parsed JSON or NULL. */
