@@ -192,13 +192,14 @@ static void test_processor_kill9_restart(void **state)
     assert_int_equal(duplicates(ids, N), 0);
 }
 
-/* The instance id (Owner) of the processor with the given pid holds how many leases? */
-static int held_by(pid_t pid, char ids[N][16], bool mine[N])
+/* How many of the first n jobs does the processor with the given pid hold (its
+ * instance id is their Owner)? mine[i]: job i is one of them. */
+static int held_by(pid_t pid, char (*ids)[16], int n_ids, bool *mine)
 {
     char needle[32];
     snprintf(needle, sizeof needle, "-%d-", (int)pid);
     int n = 0;
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < n_ids; i++) {
         char *o = h_redis_str(rc, "HGET job:%s Owner", ids[i]);
         mine[i] = o && strstr(o, needle);
         n += mine[i];
@@ -219,7 +220,7 @@ static void test_takeover_without_restart(void **state)
     card_t held = {"leases", N};
     assert_true(h_wait_for(card_is, &held, 10000));
     bool mine_a[N];
-    assert_int_equal(held_by(a, ids, mine_a), 5);
+    assert_int_equal(held_by(a, ids, N, mine_a), 5);
     usleep(500000);
     h_env_kill(&env, a, SIGKILL, 2000);
     double t0 = now_s();
@@ -251,8 +252,20 @@ static bool log_has(void *arg)
     return has;
 }
 
-/* A processor cut off for 8 s (SIGSTOP: alive but silent, like a partition) is taken
- * for gone; the other takes its downloads over; when it comes back, it learns that the
+typedef struct {
+    pid_t by;
+    char (*ids)[16];
+} taken_t;
+
+static bool taken_over(void *arg)
+{
+    taken_t *t = arg;
+    bool mine[5];
+    return held_by(t->by, t->ids, 5, mine) == 5;
+}
+
+/* A processor cut off (SIGSTOP: alive but silent, like a partition) is taken for gone
+ * after 5 s; the other takes its downloads over; when it comes back, it learns that the
  * leases are lost and abandons them: every job is called back exactly once. */
 static void test_partitioned_processor_abandons(void **state)
 {
@@ -265,18 +278,21 @@ static void test_partitioned_processor_abandons(void **state)
     post_jobs("/data/30000?chunk=1000&chunk_delay_ms=200", "pt", ids, 5);
     card_t held = {"leases", 5};
     assert_true(h_wait_for(card_is, &held, 10000));
-    assert_true(h_env_run(&env, "processor") > 0);
+    taken_t t = {h_env_run(&env, "processor"), ids};
+    assert_true(t.by > 0);
     kill(a, SIGSTOP);
     double t0 = now_s();
-    sleep(8);
+    bool taken = h_wait_for(taken_over, &t, 15000); /* b downloads them */
+    double took = now_s() - t0;
     kill(a, SIGCONT);
+    assert_true(taken);
     assert_true(h_wait_for(log_has, &log_a, 12000)); /* renewal every 10 s */
     ids_t x = {ids, 5};
     assert_true(h_wait_for(all_delivered, &x, 20000));
     fprintf(stderr,
-            "recovery: processor silent for 8 s: all 5 delivered %.1f s after it "
-            "stopped answering, the stopped one abandoned its copies\n",
-            now_s() - t0);
+            "recovery: silent processor: its 5 downloads taken over %.1f s after it stopped "
+            "answering, all delivered %.1f s after; it abandoned its copies\n",
+            took, now_s() - t0);
     assert_int_equal(duplicates(ids, 5), 0);
 }
 
