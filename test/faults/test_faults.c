@@ -436,8 +436,9 @@ typedef struct {
 
 /* ---------- recovery of a killed instance's work ---------- */
 
-/* Records the members of `set` (all of them the victim's: one instance per component
- * runs at a time) right after a kill; returns how many. */
+/* Records the members of `set` (all of them the victim's or an earlier victim's: one
+ * instance per component runs at a time) right after a kill; returns how many the new
+ * victim held. */
 static long long track_kill(const char *set)
 {
     redisContext *c = h_redis_connect(&S.env.redis);
@@ -447,8 +448,21 @@ static long long track_kill(const char *set)
         if (r) freeReplyObject(r);
         return 0;
     }
-    long long n = (long long)r->elements / 2;
-    if (n == 0 || S.n_track == 2 * N_KILLS) {
+    /* leases of an earlier victim still frozen (same member, same score) were counted
+     * at that kill */
+    long long n = 0;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        bool seen = false;
+        for (int k = 0; k < S.n_track && !seen; k++) {
+            const redisReply *h = S.track[k].held;
+            for (size_t j = 0; !seen && j + 1 < h->elements; j += 2)
+                seen = strcmp(S.track[k].set, set) == 0 &&
+                       strcmp(h->element[j]->str, r->element[i]->str) == 0 &&
+                       strcmp(h->element[j + 1]->str, r->element[i + 1]->str) == 0;
+        }
+        n += !seen;
+    }
+    if (r->elements == 0 || S.n_track == 2 * N_KILLS) {
         freeReplyObject(r);
         return n;
     }
