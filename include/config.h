@@ -69,6 +69,7 @@ typedef struct {
     int callback_max_attempts;
     uint64_t callback_retry_base_ms;
     uint64_t retention_ms;
+    uint64_t history_ms; /* delivered jobs answer GET /download/<id> this long (0: off) */
     uint64_t callback_lease_ms;
     uint64_t notifier_shutdown_grace_ms;
 

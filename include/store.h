@@ -19,11 +19,12 @@ typedef struct store store_t;
 /* Result codes of store operations. */
 typedef enum {
     STORE_OK = 0,
-    STORE_DOWN,     /* no connection to Redis (or it dropped during the call) */
-    STORE_ERROR,    /* Redis answered with an error, or an unexpected reply */
-    STORE_EXISTS,   /* enqueue: the id is taken */
-    STORE_NOTFOUND, /* no such job / stats */
-    STORE_CONFLICT, /* retry: callback not in state Failed; finish: lease lost */
+    STORE_DOWN,      /* no connection to Redis (or it dropped during the call) */
+    STORE_ERROR,     /* Redis answered with an error, or an unexpected reply */
+    STORE_EXISTS,    /* enqueue: the id is taken */
+    STORE_NOTFOUND,  /* no such job / stats */
+    STORE_CONFLICT,  /* retry: callback not in state Failed; finish: lease lost */
+    STORE_CANCELLED, /* dl_finish: the job was cancelled (its stored file is reaped) */
 } store_rc_t;
 
 /* Wake-up kinds published on the pub/sub channel. */
@@ -59,7 +60,12 @@ uint64_t store_unreplicated(const store_t *s);
 void store_on_wake(store_t *s, store_wake_fn fn, void *arg);
 void store_on_state(store_t *s, store_state_fn fn, void *arg);
 
-/* Removes every wake and state listener registered with this arg. */
+/* A running job was cancelled (DELETE /download/<id>, message "cancel:<id>" on the
+ * wake-up channel): whoever runs it aborts it. Up to 8 listeners. */
+typedef void (*store_cancel_msg_fn)(const char *id, void *arg);
+void store_on_cancel(store_t *s, store_cancel_msg_fn fn, void *arg);
+
+/* Removes every wake, state and cancel listener registered with this arg. */
 void store_forget(store_t *s, void *arg);
 
 /* Closes both connections; outstanding callbacks get STORE_DOWN. */
@@ -212,6 +218,56 @@ void store_live(store_t *s, const char *owner, uint64_t live_ms, uint64_t gap_ms
 void store_stats_put(store_t *s, const char *component, const char *instance, uint64_t live_ms,
                      uint64_t keep_ms, const char *info_json, const char *const *kv,
                      store_done_fn done, void *arg);
+
+/* ---- operator control (control.c) ---- */
+/* DELETE /download/<id>: rc OK (state: the DownloadState before), NOTFOUND, or
+ * CONFLICT with state "delivered" or "delivering" (a callback is being sent). The
+ * cancelled job stays readable keep_ms. */
+typedef void (*store_cancel_fn)(store_rc_t rc, const char *state, void *arg);
+void store_cancel(store_t *s, const char *id, uint64_t keep_ms, store_cancel_fn done, void *arg);
+
+typedef struct {
+    const char *id;
+    long limit;
+    const char *rate, *proxy;
+    bool paused;
+    long long ready, delayed, inflight;
+} store_aggr_info_t;
+typedef void (*store_aggr_info_fn)(store_rc_t rc, const store_aggr_info_t *a, void *arg);
+/* GET /aggregations/<id>: OK or NOTFOUND. */
+void store_aggr_get(store_t *s, const char *aggr, store_aggr_info_fn done, void *arg);
+/* PATCH: limit (<= 0 unchanged), rate (NULL unchanged), paused (-1 unchanged, 0, 1);
+ * answers the new state, or NOTFOUND. */
+void store_aggr_patch(store_t *s, const char *aggr, long limit, const char *rate, int paused,
+                      store_aggr_info_fn done, void *arg);
+
+/* One job of a queue page. */
+typedef struct {
+    const char *id, *url;
+    long long attempts, next_attempt_at_ms, created_at_ms, started_at_ms;
+    const char *state, *last_error;
+} store_job_row_t;
+typedef void (*store_jobs_fn)(store_rc_t rc, const store_job_row_t *rows, size_t n,
+                              const char *next_cursor, void *arg);
+/* A page of an aggregation's "ready", "delayed" or "running" jobs from offset. */
+void store_aggr_jobs(store_t *s, const char *aggr, const char *state, long offset, long count,
+                     store_jobs_fn done, void *arg);
+
+/* One purge chunk: deletes up to chunk queued then delayed jobs of the aggregation. */
+typedef void (*store_purge_fn)(store_rc_t rc, long long deleted, long long left, void *arg);
+void store_aggr_purge(store_t *s, const char *aggr, int chunk, store_purge_fn done, void *arg);
+
+/* A page of jobs whose download (callbacks false) or callback failed for good, newest
+ * first; the entries' callback_error holds the failure of that kind. */
+typedef void (*store_failed_page_fn)(store_rc_t rc, const store_failed_t *f, size_t n,
+                                     const char *next_cursor, void *arg);
+void store_failed_page(store_t *s, bool callbacks, long offset, long count,
+                       store_failed_page_fn done, void *arg);
+
+/* Re-queues the listed failed callbacks (n == 0: all of cb:failed); done gets how many. */
+typedef void (*store_count_fn)(store_rc_t rc, long long n, void *arg);
+void store_failed_retry(store_t *s, const char *const *ids, size_t n, store_count_fn done,
+                        void *arg);
 
 /* Decodes a job hash (field/value pairs) into job (unknown fields ignored: W27). */
 void store_job_decode(const char *const *kv, size_t n, job_t *job);

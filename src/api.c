@@ -18,6 +18,7 @@
 #include <yajl/yajl_gen.h>
 
 #include "auth.h"
+#include "control.h"
 #include "embedded.h"
 #include "files.h"
 #include "httpd.h"
@@ -223,6 +224,12 @@ static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long 
                          ? job_file_url(base, kv_get(kv, n, "ID"))
                          : NULL;
     json_kv_str(g, "file_url", file_url ? file_url : "");
+    /* the outcome, as the callback reports it (kept notifier.history after delivery) */
+    json_str(g, "success");
+    yajl_gen_bool(g, state && strcmp(state, "Success") == 0);
+    status_field_str(g, kv, n, "error", "DownloadMeta");
+    json_kv_str(g, "download_url", file_url ? file_url : "");
+    status_field_int(g, kv, n, "delivered_at_ms", "DeliveredAt");
     free(file_url);
     json_kv_int(g, "expires_in_ms", ttl);
     yajl_gen_map_close(g);
@@ -717,6 +724,7 @@ static void route_instances(app_t *app, httpd_req_t *req)
 static const api_route_t routes[] = {
     {"POST", "/download", route_download, AUTH_WRITE},
     {"GET", "/download/*", route_status, AUTH_READ},
+    {"DELETE", "/download/*", control_cancel, AUTH_WRITE},
     {"*", "/hb", route_hb, AUTH_OPEN},
     {"POST", "/retry/*", route_retry, AUTH_WRITE},
     {"*", "/stats/*", route_stats, AUTH_READ},
@@ -725,6 +733,11 @@ static const api_route_t routes[] = {
     {"GET", "/dashboard/history", route_history, AUTH_READ},
     {"GET", "/dashboard/failed", route_failed, AUTH_READ},
     {"GET", "/dashboard/retrying", route_retrying, AUTH_READ},
+    {"GET", "/aggregations/*", control_aggr_get, AUTH_READ},
+    {"PATCH", "/aggregations/*", control_aggr_patch, AUTH_WRITE},
+    {"DELETE", "/aggregations/*", control_aggr_purge, AUTH_WRITE},
+    {"GET", "/failed", control_failed, AUTH_READ},
+    {"POST", "/failed/retry", control_failed_retry, AUTH_WRITE},
     {"GET", "/metrics", metrics_serve, AUTH_READ},
     {"GET", "/files/*", route_files, AUTH_READ},
     {"GET", "/*", route_static, AUTH_READ},

@@ -238,6 +238,7 @@ static void set_defaults(config_t *cfg)
     cfg->callback_max_attempts = 6;
     cfg->callback_retry_base_ms = 60000;
     cfg->retention_ms = 7ULL * 86400000;
+    cfg->history_ms = 3600000;
     cfg->callback_lease_ms = 60000;
     cfg->notifier_shutdown_grace_ms = 10000;
     cfg->http_timeout_ms = 30000;
@@ -404,6 +405,7 @@ static int parse_notifier(ctx_t *c, yajl_val n, config_t *cfg)
                      &cfg->deletion_interval_ms) < 0 ||
         get_duration(c, n, "retry_base", 1000, "seconds", true, &cfg->callback_retry_base_ms) < 0 ||
         get_duration(c, n, "retention", 1000, "seconds", true, &cfg->retention_ms) < 0 ||
+        get_duration(c, n, "history", 1000, "seconds", false, &cfg->history_ms) < 0 ||
         get_duration(c, n, "lease", 1000, "seconds", true, &cfg->callback_lease_ms) < 0 ||
         get_duration(c, n, "shutdown_grace", 1000, "seconds", false,
                      &cfg->notifier_shutdown_grace_ms) < 0 ||

@@ -84,10 +84,11 @@ struct dl {
     fetch_t *fetch;
     phase_t phase;
     bool lost;
-    bool fresh;    /* the origin refused to resume: the next fetch starts at byte 0 */
-    bool partial;  /* the failed fetch kept its temp file for a later attempt */
-    uint64_t kept; /* bytes the fetch resumed from, or kept for the next attempt */
-    bool waiting;  /* outcome not recorded because Redis was down; resent on reconnect */
+    bool fresh;     /* the origin refused to resume: the next fetch starts at byte 0 */
+    bool partial;   /* the failed fetch kept its temp file for a later attempt */
+    uint64_t kept;  /* bytes the fetch resumed from, or kept for the next attempt */
+    bool cancelled; /* DELETE /download/<id>: lost, but its outcome still goes to Redis */
+    bool waiting;   /* outcome not recorded because Redis was down; resent on reconnect */
     char member[JOB_ID_LEN + 2 + 256];
     char *tmp, *final; /* <storage_dir>/<id>.tmp and <rootdir>/<id[0:3]>/<id> (NULL for S3) */
     bool own_bucket;   /* the job's s3_bucket: uploaded there with its metadata, never reaped */
@@ -174,7 +175,10 @@ static void on_finished(store_rc_t rc, const char *err, void *arg)
         d->waiting = true;
         return;
     }
-    if (rc == STORE_CONFLICT)
+    if (rc == STORE_CANCELLED)
+        log_info("processor", "job cancelled, its stored file is queued for deletion", "job_id=%s",
+                 d->c.job.id);
+    else if (rc == STORE_CONFLICT)
         log_warn("processor", "lease lost before the outcome was recorded", "job_id=%s",
                  d->c.job.id);
     else if (rc != STORE_OK)
@@ -202,7 +206,8 @@ static void finish(dl_t *d, store_dl_op_t op, uint64_t delay, const char *const 
     d->op = op;
     d->delay = delay;
     d->phase = PH_FINISH;
-    if (d->lost) {
+    /* a cancelled job's outcome is still sent: dl_finish.lua reaps a file it stored */
+    if (d->lost && !d->cancelled) {
         dl_done(d);
         return;
     }
@@ -740,6 +745,16 @@ static void on_state(bool up, void *arg)
 
 /* ---------- leases ---------- */
 
+/* The lease is gone (lost, or the job cancelled): abort the transfer or upload; fetch
+ * removes its temp file. */
+static void dl_abandon(dl_t *d)
+{
+    d->lost = true;
+    strmap_add(&d->p->held, d->member, -1);
+    if (d->fetch) fetch_cancel(d->fetch);
+    if (d->upload) s3_cancel(d->upload);
+}
+
 static void on_renewed(store_rc_t rc, const char *const *lost, size_t n, void *arg)
 {
     processor_t *p = arg;
@@ -748,13 +763,22 @@ static void on_renewed(store_rc_t rc, const char *const *lost, size_t n, void *a
         for (dl_t *d = p->active; d; d = d->next) {
             if (strcmp(d->member, lost[i]) != 0 || d->lost) continue;
             log_warn("processor", "lease lost, abandoning download", "job_id=%s", d->c.job.id);
-            d->lost = true;
-            strmap_add(&p->held, d->member, -1);
-            if (d->fetch) fetch_cancel(d->fetch);
-            if (d->upload) s3_cancel(d->upload);
+            dl_abandon(d);
         }
     }
     stop_check(p);
+}
+
+/* cancel.lua published "cancel:<id>": abort it if it runs here. */
+static void on_cancel(const char *id, void *arg)
+{
+    processor_t *p = arg;
+    for (dl_t *d = p->active; d; d = d->next) {
+        if (strcmp(d->c.job.id, id) != 0 || d->lost) continue;
+        log_info("processor", "job cancelled, aborting download", "job_id=%s", id);
+        d->cancelled = true;
+        dl_abandon(d);
+    }
 }
 
 static void on_renew_timer(uv_timer_t *t)
@@ -975,6 +999,7 @@ processor_t *processor_start(app_t *app, char *err, size_t errlen)
     long stale_s = (long)((cfg->low_speed_time_ms + 2 * cfg->download_lease_ms) / 1000);
     files_sweep_tmp(app->loop, cfg->storage_dir, stale_s, on_swept, p);
     store_on_wake(p->store, on_wake, p);
+    store_on_cancel(p->store, on_cancel, p);
     store_on_state(p->store, on_state, p);
     log_info("processor", "started", "instance=%s max_concurrency=%d", app->instance,
              cfg->max_concurrency);

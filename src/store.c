@@ -43,14 +43,23 @@ enum {
     S_RETRYING,
     S_STATS_GET,
     S_STATS_PUT,
+    /* operator control (issue 15) */
+    S_AGGR_GET,
+    S_AGGR_JOBS,
+    S_AGGR_PATCH,
+    S_AGGR_PURGE,
+    S_CANCEL,
+    S_FAILED_PAGE,
+    S_FAILED_RETRY,
     S_COUNT
 };
 
 static const char *script_names[S_COUNT] = {
-    "aggregations.lua", "cb_claim.lua",   "cb_finish.lua", "cb_renew.lua", "claim.lua",
-    "dl_finish.lua",    "enqueue.lua",    "failed.lua",    "history.lua",  "instances.lua",
-    "live.lua",         "reap_claim.lua", "reap_done.lua", "renew.lua",    "retry.lua",
-    "retrying.lua",     "stats_get.lua",  "stats_put.lua"};
+    "aggregations.lua", "cb_claim.lua",   "cb_finish.lua", "cb_renew.lua",    "claim.lua",
+    "dl_finish.lua",    "enqueue.lua",    "failed.lua",    "history.lua",     "instances.lua",
+    "live.lua",         "reap_claim.lua", "reap_done.lua", "renew.lua",       "retry.lua",
+    "retrying.lua",     "stats_get.lua",  "stats_put.lua", "aggr_get.lua",    "aggr_jobs.lua",
+    "aggr_patch.lua",   "aggr_purge.lua", "cancel.lua",    "failed_page.lua", "failed_retry.lua"};
 
 typedef struct {
     char *body;
@@ -94,8 +103,8 @@ struct store {
     void (*closed)(void *);
     void *closed_arg;
     script_t scripts[S_COUNT];
-    listener_t wake[MAX_LISTENERS], state[MAX_LISTENERS];
-    int n_wake, n_state;
+    listener_t wake[MAX_LISTENERS], state[MAX_LISTENERS], cancel[MAX_LISTENERS];
+    int n_wake, n_state, n_cancel;
 };
 
 typedef void (*reply_fn)(store_t *s, redisReply *r, void *arg);
@@ -246,10 +255,16 @@ static void forget(listener_t *l, int *n, void *arg)
     *n = k;
 }
 
+void store_on_cancel(store_t *s, store_cancel_msg_fn fn, void *arg)
+{
+    if (s->n_cancel < MAX_LISTENERS) s->cancel[s->n_cancel++] = (listener_t){(void (*)())fn, arg};
+}
+
 void store_forget(store_t *s, void *arg)
 {
     forget(s->wake, &s->n_wake, arg);
     forget(s->state, &s->n_state, arg);
+    forget(s->cancel, &s->n_cancel, arg);
 }
 
 bool store_up(const store_t *s)
@@ -426,6 +441,11 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *priv)
     }
     if (!kind || strcmp(kind, "message") != 0 || m->element[2]->type != REDIS_REPLY_STRING) return;
     const char *p = m->element[2]->str;
+    if (strncmp(p, "cancel:", 7) == 0) { /* cancel.lua: a running job was cancelled */
+        for (int i = 0; i < s->n_cancel; i++)
+            ((store_cancel_msg_fn)s->cancel[i].fn)(p + 7, s->cancel[i].arg);
+        return;
+    }
     store_wake_t w = strcmp(p, "dl") == 0     ? STORE_WAKE_DL
                      : strcmp(p, "cb") == 0   ? STORE_WAKE_CB
                      : strcmp(p, "reap") == 0 ? STORE_WAKE_REAP
@@ -874,6 +894,7 @@ static void done_reply(store_t *s, redisReply *r, void *arg)
     cb_t *c = arg;
     store_rc_t rc = reply_rc(r);
     if (rc == STORE_OK && r->type == REDIS_REPLY_INTEGER && r->integer == 0) rc = STORE_CONFLICT;
+    if (rc == STORE_OK && r->type == REDIS_REPLY_INTEGER && r->integer == 2) rc = STORE_CANCELLED;
     if (c->done)
         ((store_done_fn)c->done)(rc, r && r->type == REDIS_REPLY_ERROR ? r->str : NULL, c->arg);
     free(c);
@@ -1422,6 +1443,7 @@ void store_cb_finish(store_t *s, const char *id, const char *owner, store_cb_op_
     args_addf(&a, "%llu", (unsigned long long)delay_ms);
     args_addf(&a, "%llu", (unsigned long long)retention_ms);
     args_addf(&a, "%llu", (unsigned long long)deletion_ms);
+    args_addf(&a, "%llu", (unsigned long long)s->cfg->history_ms);
     args_add_kv(&a, kv);
     run(s, S_CB_FINISH, &a, done_reply, cb_new((void *)done, arg));
 }
@@ -1515,4 +1537,228 @@ void store_live(store_t *s, const char *owner, uint64_t live_ms, uint64_t gap_ms
 void store_reap_key(char *buf, size_t len, const char *download_url)
 {
     snprintf(buf, len, "reap:%s", download_url ? download_url : "");
+}
+
+/* ---------- operator control: cancel, aggregations, failed lists (issue 15) ---------- */
+
+/* {"ok", ...} or {"<status>"}: the status word, and rc for the common ones. */
+static store_rc_t status_rc(redisReply *r, const char **word)
+{
+    store_rc_t rc = reply_rc(r);
+    *word = "";
+    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 1)) rc = STORE_ERROR;
+    if (rc != STORE_OK) return rc;
+    *word = reply_str(r->element[0]);
+    if (strcmp(*word, "ok") == 0) return STORE_OK;
+    return strcmp(*word, "notfound") == 0 ? STORE_NOTFOUND : STORE_CONFLICT;
+}
+
+static void cancel_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    const char *word;
+    store_rc_t rc = status_rc(r, &word);
+    const char *state = rc == STORE_OK && r->elements > 1 ? reply_str(r->element[1]) : word;
+    ((store_cancel_fn)c->done)(rc, state, c->arg);
+    free(c);
+}
+
+void store_cancel(store_t *s, const char *id, uint64_t keep_ms, store_cancel_fn done, void *arg)
+{
+    char key[96];
+    snprintf(key, sizeof key, "job:%s", id);
+    const char *keys[] = {key};
+    args_t a = {0};
+    script_args(s, &a, S_CANCEL, 1, keys);
+    args_add(&a, id);
+    args_addf(&a, "%llu", (unsigned long long)(keep_ms ? keep_ms : 1));
+    run(s, S_CANCEL, &a, cancel_reply, cb_new((void *)done, arg));
+}
+
+typedef struct {
+    cb_t c;
+    char id[1024];
+} aggr_call_t;
+
+static void aggr_info_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    aggr_call_t *c = arg;
+    const char *word;
+    store_rc_t rc = status_rc(r, &word);
+    if (rc == STORE_OK && r->elements < 8) rc = STORE_ERROR;
+    store_aggr_info_t info = {c->id, 0, "0", "", false, 0, 0, 0};
+    if (rc == STORE_OK) {
+        redisReply **e = r->element;
+        info = (store_aggr_info_t){c->id,           (long)reply_ll(e[1]), reply_str(e[2]),
+                                   reply_str(e[3]), reply_ll(e[4]) != 0,  reply_ll(e[5]),
+                                   reply_ll(e[6]),  reply_ll(e[7])};
+    }
+    ((store_aggr_info_fn)c->c.done)(rc, &info, c->c.arg);
+    free(c);
+}
+
+static aggr_call_t *aggr_call(const char *aggr, void *done, void *arg)
+{
+    aggr_call_t *c = calloc(1, sizeof *c);
+    c->c = (cb_t){done, arg};
+    snprintf(c->id, sizeof c->id, "%s", aggr);
+    return c;
+}
+
+void store_aggr_get(store_t *s, const char *aggr, store_aggr_info_fn done, void *arg)
+{
+    const char *keys[] = {"aggrs"};
+    args_t a = {0};
+    script_args(s, &a, S_AGGR_GET, 1, keys);
+    args_add(&a, aggr);
+    run(s, S_AGGR_GET, &a, aggr_info_reply, aggr_call(aggr, (void *)done, arg));
+}
+
+void store_aggr_patch(store_t *s, const char *aggr, long limit, const char *rate, int paused,
+                      store_aggr_info_fn done, void *arg)
+{
+    args_t a = {0};
+    args_add(&a, "EVALSHA");
+    args_add(&a, s->scripts[S_AGGR_PATCH].sha);
+    args_add(&a, "3");
+    args_add(&a, "aggrs");
+    args_addf(&a, "aggr:%s", aggr);
+    args_add(&a, "ready");
+    args_add(&a, aggr);
+    if (limit > 0)
+        args_addf(&a, "%ld", limit);
+    else
+        args_add(&a, "");
+    args_add(&a, rate ? rate : "");
+    args_add(&a, paused < 0 ? "" : paused ? "1" : "0");
+    run(s, S_AGGR_PATCH, &a, aggr_info_reply, aggr_call(aggr, (void *)done, arg));
+}
+
+/* {next_cursor, {{row}, ...}}: the rows' string elements as a C array, per row. */
+static redisReply *page_rows(redisReply *r, store_rc_t *rc, const char **next)
+{
+    *next = "";
+    if (*rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                            r->element[1]->type != REDIS_REPLY_ARRAY))
+        *rc = STORE_ERROR;
+    if (*rc != STORE_OK) return NULL;
+    *next = reply_str(r->element[0]);
+    return r->element[1];
+}
+
+static void jobs_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    const char *next;
+    redisReply *rows = page_rows(r, &rc, &next);
+    size_t n = rows ? rows->elements : 0;
+    store_job_row_t *list = calloc(n + 1, sizeof *list);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *row = rows->element[i];
+        if (row->type != REDIS_REPLY_ARRAY || row->elements < 8) continue;
+        redisReply **e = row->element;
+        list[i] =
+            (store_job_row_t){reply_str(e[0]), reply_str(e[1]), reply_ll(e[2]),  reply_ll(e[3]),
+                              reply_ll(e[4]),  reply_ll(e[5]),  reply_str(e[6]), reply_str(e[7])};
+    }
+    ((store_jobs_fn)c->done)(rc, list, n, next, c->arg);
+    free(list);
+    free(c);
+}
+
+void store_aggr_jobs(store_t *s, const char *aggr, const char *state, long offset, long count,
+                     store_jobs_fn done, void *arg)
+{
+    args_t a = {0};
+    args_add(&a, "EVALSHA");
+    args_add(&a, s->scripts[S_AGGR_JOBS].sha);
+    args_add(&a, "3");
+    args_addf(&a, "q:%s", aggr);
+    args_addf(&a, "delayed:%s", aggr);
+    args_addf(&a, "running:%s", aggr);
+    args_add(&a, state);
+    args_addf(&a, "%ld", offset);
+    args_addf(&a, "%ld", count);
+    run(s, S_AGGR_JOBS, &a, jobs_reply, cb_new((void *)done, arg));
+}
+
+static void purge_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements != 2)) rc = STORE_ERROR;
+    ((store_purge_fn)c->done)(rc, rc == STORE_OK ? reply_ll(r->element[0]) : 0,
+                              rc == STORE_OK ? reply_ll(r->element[1]) : 0, c->arg);
+    free(c);
+}
+
+void store_aggr_purge(store_t *s, const char *aggr, int chunk, store_purge_fn done, void *arg)
+{
+    args_t a = {0};
+    args_add(&a, "EVALSHA");
+    args_add(&a, s->scripts[S_AGGR_PURGE].sha);
+    args_add(&a, "3");
+    args_addf(&a, "q:%s", aggr);
+    args_addf(&a, "delayed:%s", aggr);
+    args_addf(&a, "aggr:%s", aggr);
+    args_add(&a, aggr);
+    args_addf(&a, "%d", chunk);
+    run(s, S_AGGR_PURGE, &a, purge_reply, cb_new((void *)done, arg));
+}
+
+static void failed_page_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_rc_t rc = reply_rc(r);
+    const char *next;
+    redisReply *rows = page_rows(r, &rc, &next);
+    size_t n = rows ? rows->elements : 0;
+    store_failed_t *list = calloc(n + 1, sizeof *list);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *row = rows->element[i];
+        if (row->type != REDIS_REPLY_ARRAY || row->elements < 5) continue;
+        redisReply **e = row->element;
+        list[i] = (store_failed_t){reply_str(e[0]), reply_str(e[1]), reply_str(e[2]),
+                                   reply_str(e[3]), reply_ll(e[4])};
+    }
+    ((store_failed_page_fn)c->done)(rc, list, n, next, c->arg);
+    free(list);
+    free(c);
+}
+
+void store_failed_page(store_t *s, bool callbacks, long offset, long count,
+                       store_failed_page_fn done, void *arg)
+{
+    const char *keys[] = {callbacks ? "cb:failed" : "dl:failed"};
+    args_t a = {0};
+    script_args(s, &a, S_FAILED_PAGE, 1, keys);
+    args_add(&a, callbacks ? "callback" : "download");
+    args_addf(&a, "%ld", offset);
+    args_addf(&a, "%ld", count);
+    run(s, S_FAILED_PAGE, &a, failed_page_reply, cb_new((void *)done, arg));
+}
+
+static void number_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    ((store_count_fn)c->done)(reply_rc(r), reply_ll(r), c->arg);
+    free(c);
+}
+
+void store_failed_retry(store_t *s, const char *const *ids, size_t n, store_count_fn done,
+                        void *arg)
+{
+    const char *keys[] = {"cb:failed"};
+    args_t a = {0};
+    script_args(s, &a, S_FAILED_RETRY, 1, keys);
+    for (size_t i = 0; i < n; i++)
+        args_add(&a, ids[i]);
+    run(s, S_FAILED_RETRY, &a, number_reply, cb_new((void *)done, arg));
 }

@@ -1,11 +1,15 @@
 -- Apply the outcome of a callback attempt, only while the caller holds the lease.
--- ARGV: id, owner, op, delay_ms, retention_ms, deletion_ms, then field/value pairs.
--- op: "delivered" (job leaves Redis, file deletion scheduled), "delay" (retry later),
+-- ARGV: id, owner, op, delay_ms, retention_ms, deletion_ms, history_ms, then
+-- field/value pairs.
+-- op: "delivered" (file deletion scheduled; the job hash stays history_ms as
+-- CallbackState Delivered for GET /download/<id>, or leaves at once when 0), "delay"
+-- (retry later),
 -- "failed" (final: kept for the retention period and listed in cb:failed, newest 1000),
 -- "requeue" (front of the queue).
 -- Returns 1, or 0 if the lease is lost.
 local id, owner, op = ARGV[1], ARGV[2], ARGV[3]
 local delay, retention, deletion = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local history = tonumber(ARGV[7])
 local jk = 'job:' .. id
 local j = redis.call('HMGET', jk, 'Owner', 'StoreKey')
 if j[1] ~= owner or redis.call('ZREM', 'cb:leases', id) == 0 then
@@ -15,11 +19,18 @@ local now = now_ms()
 if op == 'delivered' then
   redis.call('ZREM', 'cb:failed', id)
   schedule_reap(id, now + deletion, j[2])
-  redis.call('DEL', jk)
+  if history > 0 then
+    redis.call('HSET', jk, 'CallbackState', 'Delivered', 'DeliveredAt', now, 'Owner', '',
+      'UpdatedAt', now)
+    hset_pairs(jk, ARGV, 8)
+    redis.call('PEXPIRE', jk, history)
+  else
+    redis.call('DEL', jk)
+  end
   return 1
 end
 redis.call('HSET', jk, 'Owner', '', 'UpdatedAt', now)
-hset_pairs(jk, ARGV, 7)
+hset_pairs(jk, ARGV, 8)
 if op == 'delay' then
   redis.call('HSET', jk, 'NextAttemptAt', now + delay)
   redis.call('ZADD', 'cb:delayed', now + delay, id)

@@ -12,6 +12,7 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'delayed', '-inf', now, 'LIMIT', 
   redis.call('ZREM', 'delayed', m)
   local id, a = split_member(m)
   local ak = 'aggr:' .. a
+  redis.call('ZREM', 'delayed:' .. a, id) -- the aggregation's index of its retries
   if redis.call('HINCRBY', ak, 'delayed', -1) < 0 then redis.call('HSET', ak, 'delayed', 0) end
   local qlen
   if redis.call('EXISTS', 'job:' .. id) == 1 then qlen = redis.call('RPUSH', 'q:' .. a, id) end
@@ -23,6 +24,7 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'leases', '-inf', now, 'LIMIT', 0
   local id, a = split_member(m)
   local jk = 'job:' .. id
   release_slot(a)
+  redis.call('ZREM', 'running:' .. a, id) -- the aggregation's index of its downloads
   if redis.call('EXISTS', jk) == 1 then
     bw_release(a, redis.call('HGET', jk, 'Owner'))
     local lost = redis.call('HINCRBY', jk, 'LostLeases', 1)
@@ -69,6 +71,7 @@ while #out < n and guard < max_turns do
     if #h > 0 then
       inflight = redis.call('HINCRBY', ak, 'inflight', 1)
       redis.call('ZADD', 'leases', now + lease, id .. ':' .. a)
+      redis.call('ZADD', 'running:' .. a, now, id) -- the aggregation's index of its downloads
       redis.call('HSET', jk, 'DownloadState', 'InProgress', 'Owner', owner, 'UpdatedAt', now,
         'StartedAt', now)
       -- the hash as read, then the state just written (later pairs win when decoded)

@@ -27,11 +27,18 @@ local function aggr_state(a)
   return limit_of(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0, h[4] or ''
 end
 
+-- An operator paused the aggregation (PATCH /aggregations/<a>): it stays out of
+-- `ready` and is not forgotten when empty.
+local function is_paused(a)
+  return redis.call('HEXISTS', 'aggr:' .. a, 'paused') == 1
+end
+
 -- Puts an aggregation in the round-robin `ready` set when it has queued jobs (qlen)
 -- and a free slot, and wakes idle processors when it was not there yet.
 local function mark_ready(a, limit, inflight, qlen)
   if inflight >= limit or qlen == 0 then return end
   if redis.call('ZSCORE', 'ready', a) then return end
+  if is_paused(a) then return end
   redis.call('ZADD', 'ready', redis.call('INCR', 'ready:seq'), a)
   redis.call('PUBLISH', WAKE, 'dl')
 end
@@ -39,6 +46,7 @@ end
 -- Forgets an aggregation that has nothing queued, delayed or in flight.
 local function gc_aggr(a, inflight, delayed, qlen)
   if inflight > 0 or delayed > 0 or qlen > 0 then return end
+  if is_paused(a) then return end
   redis.call('DEL', 'aggr:' .. a, 'bwp:' .. a)
   redis.call('SREM', 'aggrs', a)
   redis.call('ZREM', 'ready', a)
@@ -106,6 +114,13 @@ local function route_finished(id, now, retention, cb, set)
     end
   end
   redis.call('HSET', jk, unpack(set))
+  -- failed for good: listed by GET /failed?kind=download (newest 1000)
+  for i = 1, #set - 1, 2 do
+    if set[i] == 'DownloadState' and set[i + 1] == 'Failed' then
+      redis.call('ZADD', 'dl:failed', now, id)
+      redis.call('ZREMRANGEBYRANK', 'dl:failed', 0, -1001)
+    end
+  end
   if callback then
     push_callback(id, false)
   else
@@ -121,4 +136,35 @@ end
 local function head_score(key)
   local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   return r[2] or ''
+end
+
+-- Re-queues a job's callback that failed for good (POST /retry/<id>, POST
+-- /failed/retry). Returns 'notfound' (no job, or delivered: the reference has deleted
+-- it by then), 'state' (callback not Failed), 'queued', or 'none' (no callback target).
+local function retry_callback(id)
+  local jk = 'job:' .. id
+  local st = redis.call('HMGET', jk, 'ID', 'CallbackState')
+  if not st[1] and redis.call('EXISTS', jk) == 0 then return 'notfound' end
+  if st[2] == 'Delivered' then return 'notfound' end
+  if st[2] ~= 'Failed' then return 'state' end
+  redis.call('HSET', jk, 'CallbackMeta', '', 'CallbackCount', 0, 'UpdatedAt', now_ms())
+  local cb = redis.call('HMGET', jk, 'CallbackURL', 'CallbackDst', 'StoreKey')
+  if (cb[1] and cb[1] ~= '') or (cb[2] and cb[2] ~= '') then
+    redis.call('HSET', jk, 'CallbackState', 'Pending')
+    redis.call('PERSIST', jk)
+    if cb[3] and cb[3] ~= '' then redis.call('ZREM', cb[3], id) end
+    redis.call('ZREM', 'cb:failed', id)
+    push_callback(id, false)
+    return 'queued'
+  end
+  return 'none'
+end
+
+-- An aggregation as GET/PATCH /aggregations/<a> show it: {limit, rate, proxy, paused
+-- (0/1), ready, delayed, inflight}. Its keys derive from the id the caller passes.
+local function aggr_view(a)
+  local h = redis.call('HMGET', 'aggr:' .. a, 'limit', 'rate', 'proxy', 'paused', 'delayed',
+    'inflight')
+  return {limit_of(h[1]), h[2] or '0', h[3] or '', h[4] and 1 or 0,
+    redis.call('LLEN', 'q:' .. a), tonumber(h[5]) or 0, tonumber(h[6]) or 0}
 end

@@ -1,0 +1,21 @@
+-- PATCH /aggregations/<a>. KEYS: aggrs, aggr:<a>, ready. ARGV: aggregation id, limit
+-- ("" unchanged), rate ("" unchanged), paused ("1", "0", "" unchanged).
+-- Pausing takes the aggregation out of `ready` (claim.lua only starts jobs of
+-- aggregations there, and mark_ready never puts a paused one back), so no processor
+-- starts its jobs; running ones finish. Resuming or a higher limit settles it: back in
+-- `ready` when it has work and a free slot. The fields persist in aggr:<a>.
+-- Returns as aggr_get.lua.
+local a = ARGV[1]
+if redis.call('SISMEMBER', KEYS[1], a) == 0 then return {'notfound'} end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'limit', ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'rate', ARGV[3]) end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[2], 'paused', 1)
+  redis.call('ZREM', KEYS[3], a)
+elseif ARGV[4] == '0' then
+  redis.call('HDEL', KEYS[2], 'paused')
+end
+settle_aggr(a)
+local v = aggr_view(a)
+table.insert(v, 1, 'ok')
+return v
