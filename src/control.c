@@ -17,7 +17,7 @@
 
 #define PAGE_DEFAULT 50
 #define PAGE_MAX 500
-#define PURGE_CHUNK 500
+#define PURGE_CHUNK 250
 #define RETRY_IDS_MAX 1000
 #define REDIS_DOWN_MSG "Service unavailable: Redis is not reachable, try again later"
 
