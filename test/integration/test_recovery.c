@@ -101,13 +101,18 @@ typedef struct {
     int n;
 } ids_t;
 
-/* Every job has a successful callback at the sink and, delivery recorded, has left Redis
- * (the sink also records posts of a killed notifier that never learned the answer). */
+/* Every job has a successful callback at the sink and, delivery recorded, is only
+ * remembered as Delivered (notifier.history) or has left Redis (the sink also records
+ * posts of a killed notifier that never learned the answer). */
 static bool all_delivered(void *arg)
 {
     ids_t *x = arg;
     for (int i = 0; i < x->n; i++) {
-        if (h_redis_int(rc, "EXISTS job:%s", x->ids[i]) != 0) return false;
+        char *cs = h_redis_str(rc, "HGET job:%s CallbackState", x->ids[i]);
+        bool recorded = h_redis_int(rc, "EXISTS job:%s", x->ids[i]) == 0 ||
+                        (cs && strcmp(cs, "Delivered") == 0);
+        free(cs);
+        if (!recorded) return false;
         int ok = 0;
         h_callbacks(&env, x->ids[i], &ok, NULL);
         if (ok < 1) return false;
