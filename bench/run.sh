@@ -10,6 +10,7 @@
 #   cb    4  callback throughput, HTTP sink and Kafka mock (issue 4)
 #   scale 5  jobs/s with 1 and 3 processors against a slow origin (bench/scale.sh)
 #   resume 6 a 200 MB download cut at 90% once vs an uninterrupted one (issue 16)
+#   control 7 Redis bytes per remembered job, a page of 50 of 100,000, purge (issue 15)
 # Environment: BENCH="api e2e" runs a subset; E2E_RUNS (3); POST_CONNS (64, wrk
 # connections posting the jobs of 2 and 3); BENCH_KEEP=1 keeps the temp dirs (logs,
 # configs, wrk outputs, Redis commandstats); BENCH_TMPDIR: where the temp dir goes
@@ -25,7 +26,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=${BENCH_BIN:-$PWD/$BUILD/downloader}
 KAFKA_MOCK=$PWD/$BUILD/test/tools/kafka_mock
-BENCHES=${BENCH:-api e2e split disk mem cb scale resume}
+BENCHES=${BENCH:-api e2e split disk mem cb scale resume control}
 
 DEPS_EXTRA="wrk nginx-light aria2 redis-tools" ./.ci/deps.sh
 # shellcheck source=bench/lib.sh
@@ -186,7 +187,8 @@ JSON
     E2E_TIME=$(calc "$last - $t0")
     E2E_RATE=$(calc "$n / $E2E_TIME")
     E2E_FILES=$(find "$d/files" -type f | wc -l)
-    E2E_LEFT=$(rcli --scan --pattern 'job:*' | wc -l)
+    # job hashes not yet delivered (delivered ones stay notifier.history as history)
+    E2E_LEFT=$(rcli eval "local n = 0 for _, k in ipairs(redis.call('KEYS', 'job:*')) do if redis.call('HGET', k, 'CallbackState') ~= 'Delivered' then n = n + 1 end end return n" 0)
     E2E_CPU=$(calc "100 * ($c1 - $c0) / $TICKS / $E2E_TIME")
     E2E_LOOP=$(calc "100 * ($m1 - $m0) / $TICKS / $E2E_TIME")
     E2E_RCPU=$(calc "100 * ($r1 - $r0) / $TICKS / $E2E_TIME")
@@ -378,7 +380,7 @@ JSON
 # Poll script: callbacks not yet delivered = queued + leased + delayed.
 PENDING_LUA="return redis.call('LLEN', 'cb:q') + redis.call('ZCARD', 'cb:leases') + redis.call('ZCARD', 'cb:delayed')"
 # Remaining job hashes of the prepared ids (run once at the end).
-LEFT_LUA="local n = 0 for i = 1, tonumber(ARGV[1]) do n = n + redis.call('EXISTS', 'job:' .. string.format('%s%09d', ARGV[2], i)) end return n"
+LEFT_LUA="local n = 0 for i = 1, tonumber(ARGV[1]) do local k = 'job:' .. string.format('%s%09d', ARGV[2], i) if redis.call('EXISTS', k) == 1 and redis.call('HGET', k, 'CallbackState') ~= 'Delivered' then n = n + 1 end end return n"
 
 # cb_run KIND CFG N PREFIX: starts the notifier and times until every callback is
 # delivered (20 ms polls of PENDING_LUA). Sets CB_TOTAL (s from process start to all
@@ -546,6 +548,87 @@ JSON
 }
 
 # ------------------------------------------------------------------------------------
+# 7. Operator control (issue 15)
+# ------------------------------------------------------------------------------------
+# Redis bytes per remembered (delivered) job, the time to list a page of 50 from a queue
+# of 100,000, and a purge of those 100,000 (its longest single Redis call, SLOWLOG).
+# slowlog_max [COMMAND]: "<us> <command>" of the longest SLOWLOG entry (of that command
+# only, if given).
+slowlog_max() {
+    rcli --json slowlog get 100000 | python3 -c 'import json, sys
+c = sys.argv[1].lower() if len(sys.argv) > 1 else ""
+e = [(e[2], e[3][0].lower()) for e in json.load(sys.stdin) if not c or e[3][0].lower() == c]
+print("%d %s" % max(e or [(0, "-")]))' "$@"
+}
+
+bench_control() {
+    local B="7 control" port cfg=$T/control.json d=$S/control n=200 i
+    log "7 control: remembered jobs, a page of 50 of 100,000, purge of 100,000"
+    rcli flushall >/dev/null
+    port=$(free_port)
+    rm -rf "$d" && mkdir -p "$d/tmp" "$d/files"
+    cat >"$cfg" <<JSON
+{ $(redis_cfg),
+  "api": {},
+  "processor": {"storage_dir": "$d/tmp", "filestorage": {"type": "filesystem", "rootdir": "$d/files"},
+                "download_url": "http://127.0.0.1:$port/files", "shutdown_grace": "1s"},
+  "notifier": {"concurrency": 64, "deletion_interval": 10080, "shutdown_grace": "1s"},
+  "backends": {"http": {"timeout": 30}} }
+JSON
+    run_service control all "$cfg" "$port"
+    # the jobs through the API, in one curl (a config block per POST)
+    for ((i = 0; i < n; i++)); do
+        printf 'url = "http://127.0.0.1:%s/download"\noutput = "/dev/null"\n' "$port"
+        printf 'data = "{\\"url\\":\\"http://127.0.0.1:%s/files/f%04d\\",\\"aggr_id\\":\\"ctl\\",' "$NGINX_PORT" "$i"
+        printf '\\"aggr_limit\\":8,\\"callback_url\\":\\"http://127.0.0.1:%s/cb\\"}"\n' "$NGINX_PORT"
+        if [ "$i" -lt $((n - 1)) ]; then echo next; fi
+    done | curl -s -K -
+    local remembered=0 count_lua="local n, b = 0, 0 for _, k in ipairs(redis.call('KEYS', 'job:*')) do if redis.call('HGET', k, 'CallbackState') == 'Delivered' then n = n + 1 b = b + redis.call('MEMORY', 'USAGE', k) end end return {n, b}"
+    for ((i = 0; i < 300; i++)); do
+        remembered=$(rcli eval "$count_lua" 0 | head -1)
+        [ "$remembered" -ge "$n" ] && break
+        nap 0.05
+    done
+    local bytes
+    bytes=$(rcli eval "$count_lua" 0 | tail -1)
+    row "$B" "Redis bytes per remembered job" "$(calc "$bytes / ($remembered > 0 ? $remembered : 1)")" "" \
+        "$(verdict [ "$remembered" -eq "$n" ])"
+
+    rcli hset aggr:big limit 1 paused 1 >/dev/null
+    rcli sadd aggrs big >/dev/null
+    for ((i = 0; i < 10; i++)); do
+        rcli eval "$(cat bench/fill_queue.lua)" 1 q:big big $((i * 10000)) $((i * 10000 + 9999)) >/dev/null
+    done
+    rcli config set slowlog-log-slower-than 0 >/dev/null
+    rcli config set slowlog-max-len 100000 >/dev/null
+    rcli slowlog reset >/dev/null
+    local urls=() times
+    for ((i = 0; i < 50; i++)); do
+        urls+=(-o /dev/null "http://127.0.0.1:$port/aggregations/big/jobs?count=50&cursor=$((RANDOM * 3 % 99950))")
+    done
+    times=$(curl -s -w '%{time_total}\n' "${urls[@]}" | sort -n)
+    local p50 max script
+    p50=$(echo "$times" | awk '{v[NR] = $1} END {printf "%.2f", 1000 * v[int((NR + 1) / 2)]}')
+    max=$(echo "$times" | awk 'END {printf "%.2f", 1000 * $1}')
+    script=$(slowlog_max evalsha)
+    row "$B" "page of 50 of 100,000: HTTP p50 (max)" "$p50 ($max) ms" "< 5 ms" "$(verdict lt "$p50" 5)"
+    row "$B" "page of 50: longest script in Redis" "$(fmt "$(calc "${script%% *} / 1000")" 2) ms" "" ""
+
+    rcli slowlog reset >/dev/null
+    local t0 t1 deleted longest
+    t0=$(now)
+    deleted=$(curl -s -X DELETE "http://127.0.0.1:$port/aggregations/big/jobs" | sed 's/[^0-9]//g')
+    t1=$(now)
+    longest=$(slowlog_max)
+    rcli config set slowlog-log-slower-than 10000 >/dev/null
+    row "$B" "purge of 100,000: deleted / time" "$deleted / $(fmt "$(calc "$t1 - $t0")" 2) s" "100000" \
+        "$(verdict [ "${deleted:-0}" -eq 100000 ])"
+    row "$B" "purge: longest single Redis call" "$(fmt "$(calc "${longest%% *} / 1000")" 2) ms (${longest#* })" \
+        "<= 10 ms" "$(verdict lt "$(calc "${longest%% *} / 1000")" 10)"
+    stop control
+}
+
+# ------------------------------------------------------------------------------------
 t_start=$(now)
 for b in $BENCHES; do
     case $b in
@@ -556,8 +639,9 @@ for b in $BENCHES; do
     mem) bench_mem ;;
     cb) bench_cb ;;
     resume) bench_resume ;;
+    control) bench_control ;;
     scale) mapfile -t -O "${#ROWS[@]}" ROWS < <(BUILD=$BUILD bench/scale.sh --rows) ;; # own processes
-    *) die "unknown benchmark $b (api e2e split disk mem cb scale resume)" ;;
+    *) die "unknown benchmark $b (api e2e split disk mem cb scale resume control)" ;;
     esac
 done
 
