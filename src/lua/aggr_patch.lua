@@ -4,7 +4,8 @@
 -- aggregations there, and mark_ready never puts a paused one back), so no processor
 -- starts its jobs; running ones finish. Resuming or a higher limit settles it: back in
 -- `ready` when it has work and a free slot. The fields persist in aggr:<a>.
--- Returns as aggr_get.lua.
+-- (Automatic back-pressure waits, when present, are separate fields; the operator pause
+-- only ever removes the aggregation from `ready`.) Returns as aggr_get.lua.
 local a = ARGV[1]
 if redis.call('SISMEMBER', KEYS[1], a) == 0 then return {'notfound'} end
 if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], 'limit', ARGV[2]) end
