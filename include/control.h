@@ -6,6 +6,8 @@
 #ifndef DOWNLOADER_CONTROL_H
 #define DOWNLOADER_CONTROL_H
 
+#include <yajl/yajl_gen.h>
+
 #include "app.h"
 #include "httpd.h"
 
@@ -23,6 +25,11 @@ void control_aggr_purge(app_t *app, httpd_req_t *req);
 
 /* GET /failed?kind=download|callback&count=&cursor=. */
 void control_failed(app_t *app, httpd_req_t *req);
+
+/* The entries of a failed list as JSON objects {id, url (masked), aggr_id, <error_key>,
+ * <time_key>} (also for the dashboard's /dashboard/failed, with its own names). */
+void control_failed_json(yajl_gen g, const store_failed_t *f, size_t n, const char *error_key,
+                         const char *time_key);
 
 /* POST /failed/retry {"kind":"callback"[,"ids":[...]]}. */
 void control_failed_retry(app_t *app, httpd_req_t *req);

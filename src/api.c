@@ -500,15 +500,7 @@ static void on_failed(store_rc_t rc, const store_failed_t *f, size_t n, void *ar
         return httpd_respond_error(req, 500, "Error fetching failed callbacks from Redis");
     yajl_gen g = yajl_gen_alloc(NULL);
     yajl_gen_array_open(g);
-    for (size_t i = 0; i < n; i++) {
-        yajl_gen_map_open(g);
-        json_kv_str(g, "id", f[i].id);
-        json_kv_str(g, "url", log_redact_url(f[i].url));
-        json_kv_str(g, "aggr_id", f[i].aggr_id);
-        json_kv_str(g, "callback_error", f[i].callback_error);
-        json_kv_int(g, "updated_at_ms", f[i].updated_at_ms);
-        yajl_gen_map_close(g);
-    }
+    control_failed_json(g, f, n, "callback_error", "updated_at_ms");
     yajl_gen_array_close(g);
     respond_gen(req, g, true);
 }

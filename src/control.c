@@ -42,6 +42,24 @@ static void respond_store_error(httpd_req_t *req, store_rc_t rc, const char *wha
     httpd_respond_error(req, 500, msg);
 }
 
+/* A page: {"jobs":[...rows...],"next_cursor":"..."}; page_open writes up to the rows. */
+static yajl_gen page_open(void)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(g);
+    json_str(g, "jobs");
+    yajl_gen_array_open(g);
+    return g;
+}
+
+static void page_respond(httpd_req_t *req, yajl_gen g, const char *next)
+{
+    yajl_gen_array_close(g);
+    json_kv_str(g, "next_cursor", next);
+    yajl_gen_map_close(g);
+    respond_json(req, 200, g);
+}
+
 static void respond_405(httpd_req_t *req, const char *allow)
 {
     const httpd_header_t h[] = {{"Content-Type", "text/plain; charset=utf-8"},
@@ -228,10 +246,7 @@ static void on_jobs(store_rc_t rc, const store_job_row_t *rows, size_t n, const 
 {
     httpd_req_t *req = arg;
     if (rc != STORE_OK) return respond_store_error(req, rc, "listing jobs");
-    yajl_gen g = yajl_gen_alloc(NULL);
-    yajl_gen_map_open(g);
-    json_str(g, "jobs");
-    yajl_gen_array_open(g);
+    yajl_gen g = page_open();
     for (size_t i = 0; i < n; i++) {
         if (!rows[i].id) continue;
         yajl_gen_map_open(g);
@@ -245,10 +260,7 @@ static void on_jobs(store_rc_t rc, const store_job_row_t *rows, size_t n, const 
         json_kv_str(g, "last_error", rows[i].last_error);
         yajl_gen_map_close(g);
     }
-    yajl_gen_array_close(g);
-    json_kv_str(g, "next_cursor", next);
-    yajl_gen_map_close(g);
-    respond_json(req, 200, g);
+    page_respond(req, g, next);
 }
 
 void control_aggr_get(app_t *app, httpd_req_t *req)
@@ -370,29 +382,29 @@ void control_aggr_purge(app_t *app, httpd_req_t *req)
 
 /* ---------- /failed ---------- */
 
-static void on_failed_page(store_rc_t rc, const store_failed_t *f, size_t n, const char *next,
-                           void *arg)
+void control_failed_json(yajl_gen g, const store_failed_t *f, size_t n, const char *error_key,
+                         const char *time_key)
 {
-    httpd_req_t *req = arg;
-    if (rc != STORE_OK) return respond_store_error(req, rc, "listing failed jobs");
-    yajl_gen g = yajl_gen_alloc(NULL);
-    yajl_gen_map_open(g);
-    json_str(g, "jobs");
-    yajl_gen_array_open(g);
     for (size_t i = 0; i < n; i++) {
         if (!f[i].id) continue;
         yajl_gen_map_open(g);
         json_kv_str(g, "id", f[i].id);
         json_kv_str(g, "url", log_redact_url(f[i].url));
         json_kv_str(g, "aggr_id", f[i].aggr_id);
-        json_kv_str(g, "error", f[i].callback_error);
-        json_kv_int(g, "failed_at_ms", f[i].updated_at_ms);
+        json_kv_str(g, error_key, f[i].callback_error);
+        json_kv_int(g, time_key, f[i].updated_at_ms);
         yajl_gen_map_close(g);
     }
-    yajl_gen_array_close(g);
-    json_kv_str(g, "next_cursor", next);
-    yajl_gen_map_close(g);
-    respond_json(req, 200, g);
+}
+
+static void on_failed_page(store_rc_t rc, const store_failed_t *f, size_t n, const char *next,
+                           void *arg)
+{
+    httpd_req_t *req = arg;
+    if (rc != STORE_OK) return respond_store_error(req, rc, "listing failed jobs");
+    yajl_gen g = page_open();
+    control_failed_json(g, f, n, "error", "failed_at_ms");
+    page_respond(req, g, next);
 }
 
 void control_failed(app_t *app, httpd_req_t *req)

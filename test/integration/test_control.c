@@ -128,20 +128,11 @@ static long long aggr_field(const char *aggr, const char *field)
     return v;
 }
 
-static int origin_current(const char *aggr)
+/* The origin's /_stats for requests tagged aggr=<aggr>: "current" or "count". */
+static int origin_stat(const char *aggr, const char *field)
 {
     yajl_val s = h_origin_json(&env, "/_stats");
-    const char *path[] = {aggr, "current", NULL};
-    yajl_val v = s ? yajl_tree_get(s, path, yajl_t_number) : NULL;
-    int n = v ? (int)YAJL_GET_INTEGER(v) : 0;
-    yajl_tree_free(s);
-    return n;
-}
-
-static int origin_count(const char *aggr)
-{
-    yajl_val s = h_origin_json(&env, "/_stats");
-    const char *path[] = {aggr, "count", NULL};
+    const char *path[] = {aggr, field, NULL};
     yajl_val v = s ? yajl_tree_get(s, path, yajl_t_number) : NULL;
     int n = v ? (int)YAJL_GET_INTEGER(v) : 0;
     yajl_tree_free(s);
@@ -301,7 +292,7 @@ static void test_aggregation_control(void **state)
     char path[700];
     snprintf(path, sizeof path, "/download/%s", stalled);
     assert_int_equal(api("DELETE", path, NULL, false, NULL, NULL), 204);
-    while (origin_current("ctl-a") > 0 && now_us() - t0 < 5000000)
+    while (origin_stat("ctl-a", "current") > 0 && now_us() - t0 < 5000000)
         sleep_ms(20);
     long long abort_ms = (now_us() - t0) / 1000;
     printf("running download aborted %lld ms after DELETE\n", abort_ms);
@@ -309,7 +300,7 @@ static void test_aggregation_control(void **state)
     wait_aggr("ctl-a", "inflight", 0);
     sleep_ms(800);
     assert_int_equal(aggr_field("ctl-a", "ready"), 4);
-    assert_int_equal(origin_count("ctl-a"), 1);
+    assert_int_equal(origin_stat("ctl-a", "count"), 1);
     yajl_val st = get_json(path);
     assert_string_equal(h_jstr(st, "download_state"), "Cancelled");
     yajl_tree_free(st);
@@ -333,7 +324,7 @@ static void test_aggregation_control(void **state)
     assert_int_equal(api("PATCH", "/aggregations/ctl-a", "{\"paused\":false}", false, NULL, NULL),
                      200);
     assert_int_equal(api("GET", "/aggregations/ctl-a", NULL, false, NULL, NULL), 404);
-    assert_int_equal(origin_count("ctl-a"), 1);
+    assert_int_equal(origin_stat("ctl-a", "count"), 1);
 }
 
 /* ---------- pause across two processors ---------- */
@@ -357,7 +348,7 @@ static void test_pause_two_processors(void **state)
     }
     /* both processors served ctl-p2 (two live instances), none started ctl-p1 */
     assert_true(h_redis_int(rc, "ZCOUNT instances -inf +inf") >= 4);
-    assert_int_equal(origin_count("ctl-p1"), 1);
+    assert_int_equal(origin_stat("ctl-p1", "count"), 1);
     assert_int_equal(aggr_field("ctl-p1", "ready"), 6);
     assert_int_equal(h_redis_int(rc, "ZRANK ready ctl-p1"), -1);
     /* restart-proof: the flag lives in Redis */
