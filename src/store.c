@@ -1576,15 +1576,15 @@ void store_cancel(store_t *s, const char *id, uint64_t keep_ms, store_cancel_fn 
     run(s, S_CANCEL, &a, cancel_reply, cb_new((void *)done, arg));
 }
 
-/* EVALSHA <script> 3 <keys of one aggregation> <aggr>: each key is the prefix with the
+/* EVALSHA <script> n <keys of one aggregation>: each key is the prefix with the
  * aggregation id appended when it ends in ':', else the prefix itself. */
 static void aggr_script_args(store_t *s, args_t *a, int script, const char *aggr,
-                             const char *const prefixes[3])
+                             const char *const *prefixes, int n)
 {
     args_add(a, "EVALSHA");
     args_add(a, s->scripts[script].sha);
-    args_add(a, "3");
-    for (int i = 0; i < 3; i++) {
+    args_addf(a, "%d", n);
+    for (int i = 0; i < n; i++) {
         size_t n = strlen(prefixes[i]);
         if (n && prefixes[i][n - 1] == ':')
             args_addf(a, "%s%s", prefixes[i], aggr);
@@ -1626,9 +1626,9 @@ static aggr_call_t *aggr_call(const char *aggr, void *done, void *arg)
 
 void store_aggr_get(store_t *s, const char *aggr, store_aggr_info_fn done, void *arg)
 {
-    const char *keys[] = {"aggrs"};
+    static const char *const keys[] = {"aggrs", "aggr:", "q:"};
     args_t a = {0};
-    script_args(s, &a, S_AGGR_GET, 1, keys);
+    aggr_script_args(s, &a, S_AGGR_GET, aggr, keys, 3);
     args_add(&a, aggr);
     run(s, S_AGGR_GET, &a, aggr_info_reply, aggr_call(aggr, (void *)done, arg));
 }
@@ -1636,9 +1636,9 @@ void store_aggr_get(store_t *s, const char *aggr, store_aggr_info_fn done, void 
 void store_aggr_patch(store_t *s, const char *aggr, long limit, const char *rate, int paused,
                       store_aggr_info_fn done, void *arg)
 {
-    static const char *const keys[3] = {"aggrs", "aggr:", "ready"};
+    static const char *const keys[] = {"aggrs", "aggr:", "ready", "q:"};
     args_t a = {0};
-    aggr_script_args(s, &a, S_AGGR_PATCH, aggr, keys);
+    aggr_script_args(s, &a, S_AGGR_PATCH, aggr, keys, 4);
     args_add(&a, aggr);
     if (limit > 0)
         args_addf(&a, "%ld", limit);
@@ -1686,9 +1686,9 @@ static void jobs_reply(store_t *s, redisReply *r, void *arg)
 void store_aggr_jobs(store_t *s, const char *aggr, const char *state, long offset, long count,
                      store_jobs_fn done, void *arg)
 {
-    static const char *const keys[3] = {"q:", "delayed:", "running:"};
+    static const char *const keys[] = {"q:", "delayed:", "running:"};
     args_t a = {0};
-    aggr_script_args(s, &a, S_AGGR_JOBS, aggr, keys);
+    aggr_script_args(s, &a, S_AGGR_JOBS, aggr, keys, 3);
     args_add(&a, state);
     args_addf(&a, "%ld", offset);
     args_addf(&a, "%ld", count);
@@ -1708,9 +1708,9 @@ static void purge_reply(store_t *s, redisReply *r, void *arg)
 
 void store_aggr_purge(store_t *s, const char *aggr, int chunk, store_purge_fn done, void *arg)
 {
-    static const char *const keys[3] = {"q:", "delayed:", "aggr:"};
+    static const char *const keys[] = {"q:", "delayed:", "aggr:"};
     args_t a = {0};
-    aggr_script_args(s, &a, S_AGGR_PURGE, aggr, keys);
+    aggr_script_args(s, &a, S_AGGR_PURGE, aggr, keys, 3);
     args_add(&a, aggr);
     args_addf(&a, "%d", chunk);
     run(s, S_AGGR_PURGE, &a, purge_reply, cb_new((void *)done, arg));

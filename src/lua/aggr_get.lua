@@ -1,7 +1,4 @@
--- GET /aggregations/<a>. KEYS: aggrs. ARGV: aggregation id.
+-- GET /aggregations/<a>. KEYS: aggrs, aggr:<a>, q:<a>. ARGV: aggregation id.
 -- Returns {"notfound"} or {"ok", limit, rate, proxy, paused, ready, delayed, inflight}.
-local a = ARGV[1]
-if redis.call('SISMEMBER', KEYS[1], a) == 0 then return {'notfound'} end
-local v = aggr_view(a)
-table.insert(v, 1, 'ok')
-return v
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return {'notfound'} end
+return aggr_view(KEYS[2], KEYS[3])

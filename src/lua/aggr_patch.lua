@@ -1,4 +1,4 @@
--- PATCH /aggregations/<a>. KEYS: aggrs, aggr:<a>, ready. ARGV: aggregation id, limit
+-- PATCH /aggregations/<a>. KEYS: aggrs, aggr:<a>, ready, q:<a>. ARGV: aggregation id, limit
 -- ("" unchanged), rate ("" unchanged), paused ("1", "0", "" unchanged).
 -- Pausing takes the aggregation out of `ready` (claim.lua only starts jobs of
 -- aggregations there, and mark_ready never puts a paused one back), so no processor
@@ -16,7 +16,5 @@ if ARGV[4] == '1' then
 elseif ARGV[4] == '0' then
   redis.call('HDEL', KEYS[2], 'paused')
 end
-settle_aggr(a)
-local v = aggr_view(a)
-table.insert(v, 1, 'ok')
-return v
+settle_aggr(a) -- lib.lua's helper, which derives the aggregation's keys from its id
+return aggr_view(KEYS[2], KEYS[4])

@@ -21,5 +21,6 @@ if n < chunk then
   n = n + d
 end
 local left = redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+-- settle_aggr (lib.lua) derives the aggregation's keys from its id, as for every script
 if n > 0 then settle_aggr(a, redis.call('LLEN', KEYS[1])) end
 return {n, left}

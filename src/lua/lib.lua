@@ -160,11 +160,10 @@ local function retry_callback(id)
   return 'none'
 end
 
--- An aggregation as GET/PATCH /aggregations/<a> show it: {limit, rate, proxy, paused
--- (0/1), ready, delayed, inflight}. Its keys derive from the id the caller passes.
-local function aggr_view(a)
-  local h = redis.call('HMGET', 'aggr:' .. a, 'limit', 'rate', 'proxy', 'paused', 'delayed',
-    'inflight')
-  return {limit_of(h[1]), h[2] or '0', h[3] or '', h[4] and 1 or 0,
-    redis.call('LLEN', 'q:' .. a), tonumber(h[5]) or 0, tonumber(h[6]) or 0}
+-- An aggregation as GET/PATCH /aggregations/<a> show it: {"ok", limit, rate, proxy,
+-- paused (0/1), ready, delayed, inflight}. ak, qk: its aggr:<a> and q:<a> keys.
+local function aggr_view(ak, qk)
+  local h = redis.call('HMGET', ak, 'limit', 'rate', 'proxy', 'paused', 'delayed', 'inflight')
+  return {'ok', limit_of(h[1]), h[2] or '0', h[3] or '', h[4] and 1 or 0, redis.call('LLEN', qk),
+    tonumber(h[5]) or 0, tonumber(h[6]) or 0}
 end

@@ -525,6 +525,33 @@ static void test_failed_and_retry(void **state)
     assert_true(h_wait_for(no_file, id2, 5000));
 }
 
+/* ---------- a delayed retry: listed, then cancelled ---------- */
+
+static void test_delayed_page_and_cancel(void **state)
+{
+    (void)state;
+    char id[16], path[700];
+    post("ctl-d", 2, "/status/503?retry_after=30", NULL, id);
+    wait_aggr("ctl-d", "delayed", 1);
+    yajl_val p = get_json("/aggregations/ctl-d/jobs?state=delayed");
+    const char *jp[] = {"jobs", NULL};
+    yajl_val jobs = yajl_tree_get(p, jp, yajl_t_array);
+    assert_int_equal(jobs->u.array.len, 1);
+    yajl_val j = jobs->u.array.values[0];
+    assert_string_equal(h_jstr(j, "id"), id);
+    assert_int_equal(h_jint(j, "attempts"), 1);
+    assert_true(h_jint(j, "next_attempt_at_ms") > h_jint(j, "created_at_ms") + 20000);
+    assert_non_null(strstr(h_jstr(j, "last_error"), "503"));
+    assert_string_equal(h_jstr(p, "next_cursor"), "");
+    yajl_tree_free(p);
+    snprintf(path, sizeof path, "/download/%s", id);
+    assert_int_equal(api("DELETE", path, NULL, false, NULL, NULL), 204);
+    assert_int_equal(h_redis_int(rc, "ZCARD delayed:ctl-d"), 0);
+    assert_int_equal(h_redis_int(rc, "ZSCORE delayed %s:ctl-d", id), -1);
+    /* nothing left: the aggregation is forgotten */
+    assert_int_equal(api("GET", "/aggregations/ctl-d", NULL, false, NULL, NULL), 404);
+}
+
 /* ---------- cancel races ---------- */
 
 static void test_cancel_races(void **state)
@@ -718,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_pause_two_processors),
         cmocka_unit_test(test_history_and_delivered),
         cmocka_unit_test(test_failed_and_retry),
+        cmocka_unit_test(test_delayed_page_and_cancel),
         cmocka_unit_test(test_cancel_races),
         cmocka_unit_test(test_cancel_during_finalisation),
         cmocka_unit_test(test_page_and_purge_100k),
