@@ -73,6 +73,9 @@ void httpd_respond_fd(httpd_req_t *req, int status, const httpd_header_t *header
  * body = msg + "\n". */
 void httpd_respond_error(httpd_req_t *req, int status, const char *msg);
 
+/* 405 "Invalid request method" in that style, with Allow: allow. */
+void httpd_respond_405(httpd_req_t *req, const char *allow);
+
 /* Stops accepting, closes idle connections, lets in-flight requests finish for up to
  * stop_grace_ms, then closes everything and calls done (once all handles are closed). */
 void httpd_stop(httpd_t *h, void (*done)(void *arg), void *arg);

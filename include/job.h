@@ -112,6 +112,9 @@ void job_headers_free(headers_t *h);
  * cleaned, query and fragment kept. Returns malloc'd string, NULL on a bad base. */
 char *job_file_url(const char *base, const char *id);
 
+/* Whether s[0:len) can be a job id (1..64 of [A-Za-z0-9_-]; ours are 14 base64url). */
+bool job_id_valid(const char *s, size_t len);
+
 /* Whether text is a valid checksum field: "sha256:" + 64 or "md5:" + 32 hex digits. */
 bool job_checksum_valid(const char *text);
 

@@ -592,18 +592,6 @@ static void route_static(app_t *app, httpd_req_t *req)
     httpd_respond_error(req, 404, "404 page not found");
 }
 
-static bool valid_id(const char *s, size_t len)
-{
-    if (len == 0 || len > 64) return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return false;
-    }
-    return true;
-}
-
 typedef struct {
     uv_fs_t fs;
     uv_work_t work;
@@ -671,7 +659,7 @@ static void route_files(app_t *app, httpd_req_t *req)
     const char *slash = strchr(rest, '/');
     const char *id = slash ? slash + 1 : "";
     size_t idlen = strlen(id);
-    if (!slash || slash - rest != 3 || !valid_id(id, idlen) || idlen < 3 ||
+    if (!slash || slash - rest != 3 || !job_id_valid(id, idlen) || idlen < 3 ||
         strncmp(rest, id, 3) != 0 || !app->cfg.fs_rootdir) {
         httpd_respond_error(req, 404, "404 page not found");
         return;
@@ -692,7 +680,7 @@ static void route_files(app_t *app, httpd_req_t *req)
 static void route_status(app_t *app, httpd_req_t *req)
 {
     const char *id = req->path + strlen("/download/");
-    if (!valid_id(id, strlen(id)))
+    if (!job_id_valid(id, strlen(id)))
         return httpd_respond_error(req, 404,
                                    "Job not found (unknown id, or delivered and removed)");
     store_job_status(app->store, id, on_status, req);
@@ -777,15 +765,6 @@ auth_level_t api_route_auth(const char *method, const char *path)
     return api_route_match(routes, sizeof routes / sizeof routes[0], method, path).auth;
 }
 
-static void respond_405(httpd_req_t *req, const char *allow)
-{
-    const httpd_header_t h[] = {{"Content-Type", "text/plain; charset=utf-8"},
-                                {"X-Content-Type-Options", "nosniff"},
-                                {"Allow", allow}};
-    static const char body[] = "Invalid request method\n";
-    httpd_respond(req, 405, h, 3, body, sizeof body - 1);
-}
-
 static void handle(httpd_req_t *req, void *arg)
 {
     api_t *a = arg;
@@ -793,7 +772,7 @@ static void handle(httpd_req_t *req, void *arg)
     api_match_t m =
         api_route_match(routes, sizeof routes / sizeof routes[0], req->method, req->path);
     if (!auth_check(req, a->app->cfg.api_auth_token, a->app->cfg.api_auth_read, m.auth)) return;
-    if (!m.route) return respond_405(req, m.allow);
+    if (!m.route) return httpd_respond_405(req, m.allow);
     m.route->handler(a->app, req);
 }
 

@@ -12,6 +12,7 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "job.h"
 #include "json.h"
 #include "log.h"
 
@@ -58,15 +59,6 @@ static void page_respond(httpd_req_t *req, yajl_gen g, const char *next)
     json_kv_str(g, "next_cursor", next);
     yajl_gen_map_close(g);
     respond_json(req, 200, g);
-}
-
-static void respond_405(httpd_req_t *req, const char *allow)
-{
-    const httpd_header_t h[] = {{"Content-Type", "text/plain; charset=utf-8"},
-                                {"X-Content-Type-Options", "nosniff"},
-                                {"Allow", allow}};
-    static const char body[] = "Invalid request method\n";
-    httpd_respond(req, 405, h, 3, body, sizeof body - 1);
 }
 
 static int hexval(char c)
@@ -154,19 +146,6 @@ uint64_t control_cancel_keep_ms(const config_t *cfg)
     return cfg->history_ms > 2 * lease ? cfg->history_ms : 2 * lease;
 }
 
-static bool valid_job_id(const char *s)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len > 64) return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return false;
-    }
-    return true;
-}
-
 static void on_cancelled(store_rc_t rc, const char *state, void *arg)
 {
     httpd_req_t *req = arg;
@@ -185,7 +164,7 @@ static void on_cancelled(store_rc_t rc, const char *state, void *arg)
 void control_cancel(app_t *app, httpd_req_t *req)
 {
     const char *id = req->path + strlen("/download/");
-    if (!valid_job_id(id))
+    if (!job_id_valid(id, strlen(id)))
         return httpd_respond_error(req, 404,
                                    "Job not found (unknown id, or delivered and removed)");
     store_cancel(app->store, id, control_cancel_keep_ms(&app->cfg), on_cancelled, req);
@@ -294,7 +273,7 @@ void control_aggr_patch(app_t *app, httpd_req_t *req)
 {
     char id[1024], rate[64], msg[300];
     aggr_path_t kind = aggr_path(req, id, sizeof id);
-    if (kind == AGGR_JOBS) return respond_405(req, "GET, HEAD, DELETE");
+    if (kind == AGGR_JOBS) return httpd_respond_405(req, "GET, HEAD, DELETE");
     if (kind == AGGR_BAD) return httpd_respond_error(req, 404, "404 page not found");
     yajl_val root = body_object(req, "with any of limit, rate, paused");
     if (!root) return;
@@ -371,7 +350,7 @@ void control_aggr_purge(app_t *app, httpd_req_t *req)
     aggr_path_t kind = aggr_path(req, p->id, sizeof p->id);
     if (kind != AGGR_JOBS) {
         free(p);
-        if (kind == AGGR_SELF) return respond_405(req, "GET, HEAD, PATCH");
+        if (kind == AGGR_SELF) return httpd_respond_405(req, "GET, HEAD, PATCH");
         return httpd_respond_error(req, 404, "404 page not found");
     }
     p->app = app;
@@ -442,7 +421,8 @@ void control_failed_retry(app_t *app, httpd_req_t *req)
         bad = "ids: must be an array of at most 1000 job ids";
     for (size_t i = 0; !bad && ids && i < ids->u.array.len; i++)
         if (!YAJL_IS_STRING(ids->u.array.values[i]) ||
-            !valid_job_id(ids->u.array.values[i]->u.string))
+            !job_id_valid(ids->u.array.values[i]->u.string,
+                          strlen(ids->u.array.values[i]->u.string)))
             bad = "ids: must be an array of at most 1000 job ids";
     if (bad || (ids && ids->u.array.len == 0)) {
         yajl_tree_free(root);

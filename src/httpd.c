@@ -1647,3 +1647,12 @@ void httpd_stop(httpd_t *h, void (*done)(void *arg), void *arg)
     if (h->conns) uv_timer_start(&h->grace, on_grace, h->lim.stop_grace_ms, 0);
     srv_check_drained(h);
 }
+
+void httpd_respond_405(httpd_req_t *req, const char *allow)
+{
+    const httpd_header_t h[] = {{"Content-Type", "text/plain; charset=utf-8"},
+                                {"X-Content-Type-Options", "nosniff"},
+                                {"Allow", allow}};
+    static const char body[] = "Invalid request method\n";
+    httpd_respond(req, 405, h, 3, body, sizeof body - 1);
+}

@@ -790,3 +790,15 @@ char *job_callback_payload(const job_t *job, size_t *len)
     free(dl);
     return gen_take(g, len);
 }
+
+bool job_id_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > 64) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}

@@ -1661,23 +1661,37 @@ static redisReply *page_rows(redisReply *r, store_rc_t *rc, const char **next)
     return r->element[1];
 }
 
+/* The rows of a page as a C array of n structs of `size` bytes (calloc'd, n + 1), each
+ * filled by fill from a row of at least `min` elements (shorter rows stay zeroed). */
+static void *page_decode(redisReply *r, store_rc_t *rc, const char **next, size_t *n, size_t size,
+                         size_t min, void (*fill)(redisReply **e, void *out))
+{
+    redisReply *rows = page_rows(r, rc, next);
+    *n = rows ? rows->elements : 0;
+    char *list = calloc(*n + 1, size);
+    for (size_t i = 0; i < *n; i++) {
+        redisReply *row = rows->element[i];
+        if (row->type == REDIS_REPLY_ARRAY && row->elements >= min)
+            fill(row->element, list + i * size);
+    }
+    return list;
+}
+
+static void job_row_fill(redisReply **e, void *out)
+{
+    *(store_job_row_t *)out =
+        (store_job_row_t){reply_str(e[0]), reply_str(e[1]), reply_ll(e[2]),  reply_ll(e[3]),
+                          reply_ll(e[4]),  reply_ll(e[5]),  reply_str(e[6]), reply_str(e[7])};
+}
+
 static void jobs_reply(store_t *s, redisReply *r, void *arg)
 {
     (void)s;
     cb_t *c = arg;
     store_rc_t rc = reply_rc(r);
     const char *next;
-    redisReply *rows = page_rows(r, &rc, &next);
-    size_t n = rows ? rows->elements : 0;
-    store_job_row_t *list = calloc(n + 1, sizeof *list);
-    for (size_t i = 0; i < n; i++) {
-        redisReply *row = rows->element[i];
-        if (row->type != REDIS_REPLY_ARRAY || row->elements < 8) continue;
-        redisReply **e = row->element;
-        list[i] =
-            (store_job_row_t){reply_str(e[0]), reply_str(e[1]), reply_ll(e[2]),  reply_ll(e[3]),
-                              reply_ll(e[4]),  reply_ll(e[5]),  reply_str(e[6]), reply_str(e[7])};
-    }
+    size_t n;
+    store_job_row_t *list = page_decode(r, &rc, &next, &n, sizeof *list, 8, job_row_fill);
     ((store_jobs_fn)c->done)(rc, list, n, next, c->arg);
     free(list);
     free(c);
@@ -1716,22 +1730,20 @@ void store_aggr_purge(store_t *s, const char *aggr, int chunk, store_purge_fn do
     run(s, S_AGGR_PURGE, &a, purge_reply, cb_new((void *)done, arg));
 }
 
+static void failed_row_fill(redisReply **e, void *out)
+{
+    *(store_failed_t *)out = (store_failed_t){reply_str(e[0]), reply_str(e[1]), reply_str(e[2]),
+                                              reply_str(e[3]), reply_ll(e[4])};
+}
+
 static void failed_page_reply(store_t *s, redisReply *r, void *arg)
 {
     (void)s;
     cb_t *c = arg;
     store_rc_t rc = reply_rc(r);
     const char *next;
-    redisReply *rows = page_rows(r, &rc, &next);
-    size_t n = rows ? rows->elements : 0;
-    store_failed_t *list = calloc(n + 1, sizeof *list);
-    for (size_t i = 0; i < n; i++) {
-        redisReply *row = rows->element[i];
-        if (row->type != REDIS_REPLY_ARRAY || row->elements < 5) continue;
-        redisReply **e = row->element;
-        list[i] = (store_failed_t){reply_str(e[0]), reply_str(e[1]), reply_str(e[2]),
-                                   reply_str(e[3]), reply_ll(e[4])};
-    }
+    size_t n;
+    store_failed_t *list = page_decode(r, &rc, &next, &n, sizeof *list, 5, failed_row_fill);
     ((store_failed_page_fn)c->done)(rc, list, n, next, c->arg);
     free(list);
     free(c);
