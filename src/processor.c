@@ -769,15 +769,26 @@ static void on_renewed(store_rc_t rc, const char *const *lost, size_t n, void *a
     stop_check(p);
 }
 
-/* cancel.lua published "cancel:<id>": abort it if it runs here. */
+/* cancel.lua published "cancel:<id>": abort it if it runs here; otherwise drop the
+ * partial file an earlier attempt may have kept here for a resume (nobody resumes a
+ * cancelled job). */
 static void on_cancel(const char *id, void *arg)
 {
     processor_t *p = arg;
+    bool running = false;
     for (dl_t *d = p->active; d; d = d->next) {
-        if (strcmp(d->c.job.id, id) != 0 || d->lost) continue;
+        if (strcmp(d->c.job.id, id) != 0) continue;
+        running = true;
+        if (d->lost) continue;
         log_info("processor", "job cancelled, aborting download", "job_id=%s", id);
         d->cancelled = true;
         dl_abandon(d);
+    }
+    char *tmp = NULL;
+    if (!running && job_id_valid(id, strlen(id)) &&
+        asprintf(&tmp, "%s/%s.tmp", p->cfg->storage_dir, id) >= 0) {
+        files_unlink(p->app->loop, tmp, NULL, NULL);
+        free(tmp);
     }
 }
 

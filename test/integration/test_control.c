@@ -167,6 +167,12 @@ static bool file_stored(const char *id)
     return stat(path, &st) == 0;
 }
 
+static bool no_path(void *arg)
+{
+    struct stat st;
+    return stat(arg, &st) != 0;
+}
+
 static bool no_file(void *arg)
 {
     return !file_stored(arg);
@@ -309,10 +315,15 @@ static void test_aggregation_control(void **state)
     assert_int_equal(h_callbacks(&env, stalled, &ok, NULL), 0);
     assert_int_equal(tmp_files(), 0);
 
-    /* cancel a queued one: out of the queue */
+    /* cancel a queued one: out of the queue, and a partial file an earlier attempt kept
+     * for a resume is deleted by the processors */
+    char partial[700];
+    snprintf(partial, sizeof partial, "%s/tmp/%s.tmp", env.dir, ids[3]);
+    assert_int_equal(h_write_file(partial, "kept bytes"), 0);
     snprintf(path, sizeof path, "/download/%s", ids[3]);
     assert_int_equal(api("DELETE", path, NULL, false, NULL, NULL), 204);
     assert_int_equal(aggr_field("ctl-a", "ready"), 3);
+    assert_true(h_wait_for(no_path, partial, 5000));
 
     /* purge: the paused aggregation stays known while empty, then resuming forgets it */
     assert_int_equal(api("DELETE", "/aggregations/ctl-a/jobs", NULL, false, &j, NULL), 200);
