@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 #include <yajl/yajl_gen.h>
 
 #include "auth.h"
@@ -22,6 +23,7 @@
 #include "files.h"
 #include "httpd.h"
 #include "json.h"
+#include "mime.h"
 #include "job.h"
 #include "log.h"
 #include "metrics.h"
@@ -623,15 +625,28 @@ static bool header_safe(const char *s)
     return true;
 }
 
-/* Pool thread: fstat and the type the processor stored at download time (files.h). */
+/* Pool thread: fstat and the type stored as xattr (files.h). A file without one (the
+ * processor sniffs only jobs that need the type) is sniffed here like a download, from
+ * its first 1024 bytes with this thread's libmagic cookie, and the type cached as the
+ * xattr for later serves (a file system without user xattrs just sniffs every time). */
 static void file_inspect(uv_work_t *w)
 {
     file_t *f = w->data;
     struct stat st;
     f->regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
     f->size = f->regular ? (uint64_t)st.st_size : 0;
+    if (!f->regular) return;
     ssize_t n = fgetxattr(f->fd, FILES_XATTR_MIME, f->type, sizeof f->type - 1);
     f->type[n > 0 ? n : 0] = 0;
+    if (n <= 0) {
+        unsigned char head[1024];
+        ssize_t len = pread(f->fd, head, sizeof head, 0);
+        mime_t *m = mime_thread();
+        if (len >= 0 && m && mime_detect(m, head, (size_t)len, f->type, sizeof f->type) == 0)
+            (void)fsetxattr(f->fd, FILES_XATTR_MIME, f->type, strlen(f->type), 0);
+        else
+            f->type[0] = 0;
+    }
     if (!header_safe(f->type)) f->type[0] = 0;
 }
 

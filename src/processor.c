@@ -534,8 +534,10 @@ static void fetch_begin(dl_t *d)
 {
     processor_t *p = d->p;
     const store_claimed_t *c = &d->c;
-    /* every download is sniffed: S3 objects get the detected type as their Content-Type,
-     * files as the xattr that GET /files/... serves (files.h) */
+    /* sniffed only when the job needs the type (libmagic on the loop costs 20-700 us);
+     * S3 objects get it as their Content-Type, files as the xattr that GET /files/...
+     * serves, which otherwise detects the type at the first serve (api.c) */
+    bool check = (c->job.mime_type && *c->job.mime_type) || c->job.extract_image_size || to_s3(d);
     /* only a job claimed before can have a partial file here (one thread-pool job) */
     bool resume = c->job.tried && !d->fresh;
     fetch_req_t req = {
@@ -544,7 +546,7 @@ static void fetch_begin(dl_t *d)
         .headers = &c->job.request_headers,
         .timeout_s = c->job.download_timeout,
         .tmp_path = d->tmp,
-        .on_head = on_head,
+        .on_head = check ? on_head : NULL,
         .head_arg = d,
         .mem_limit = SMALL_BODY, /* small files: one thread-pool job (write, fsync, rename) */
         .checksum = c->job.checksum && *c->job.checksum ? c->job.checksum : NULL,
