@@ -184,7 +184,16 @@ static void status_field_int(yajl_gen g, const char *const *kv, size_t n, const 
     json_kv_int(g, name, v ? atoll(v) : 0);
 }
 
-static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long ttl, void *arg)
+/* An aggregation's throttle state, as the dashboard and job status show it. */
+static void gen_throttle(yajl_gen g, const store_aggr_t *a)
+{
+    json_kv_double(g, "rate", a->rate);
+    json_kv_int(g, "effective_limit", a->effective);
+    json_kv_int(g, "paused_until_ms", a->paused_until_ms);
+}
+
+static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long ttl,
+                      const store_aggr_t *aggr, void *arg)
 {
     httpd_req_t *req = arg;
     if (rc == STORE_DOWN) return respond_down(req);
@@ -227,6 +236,18 @@ static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long 
     json_kv_str(g, "file_url", file_url ? file_url : "");
     free(file_url);
     json_kv_int(g, "expires_in_ms", ttl);
+    /* a job not yet started that waits for its aggregation's pause or rate says so */
+    bool pending = state && strcmp(state, "Pending") == 0;
+    json_kv_str(g, "waiting", pending && aggr ? aggr->waiting : "");
+    json_str(g, "aggregation");
+    if (aggr) {
+        yajl_gen_map_open(g);
+        json_kv_int(g, "limit", aggr->limit);
+        gen_throttle(g, aggr);
+        yajl_gen_map_close(g);
+    } else {
+        yajl_gen_null(g);
+    }
     yajl_gen_map_close(g);
     respond_gen(req, g, true);
 }
@@ -402,6 +423,8 @@ static void on_aggrs(store_rc_t rc, const store_aggr_t *list, size_t n, void *ar
         json_kv_int(g, "ready", sorted[i].ready);
         json_kv_int(g, "delayed", sorted[i].delayed);
         json_kv_int(g, "inflight", sorted[i].inflight);
+        gen_throttle(g, &sorted[i]);
+        json_kv_str(g, "waiting", sorted[i].waiting);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
