@@ -177,25 +177,28 @@ start_nginx() {
         -e "s|@WORKERS@|${NGINX_WORKERS:-2}|" -e "s|@SLOW_RATE@|${SLOW_RATE:-8k}|" \
         -e "s|@TEMP_PATHS@|$temp|" bench/nginx.conf.in >"$d/nginx.conf"
     : >"$d/cb.log"
+    : >"$d/cbr.log"
     spawn nginx nginx -p "$d" -c "$d/nginx.conf" -g "daemon off; pid $d/nginx.pid;"
     wait_port "$NGINX_PORT" nginx || die "nginx did not start (see $T/logs/nginx.log, $d/error.log)"
 }
 
-# Lines of the callback sink's log (nginx flushes it every 100 ms).
-cb_lines() { wc -l <"$T/nginx/cb.log"; }
+# Lines of the callback sink's log (nginx flushes it every 100 ms); cb_lines cbr: of
+# the /cbr sink's.
+cb_lines() { wc -l <"$T/nginx/${1:-cb}.log"; }
 
 # Established client connections to the origin (processor side: destination port).
 origin_conns() { ss -Htn state established "( dport = :$NGINX_PORT )" 2>/dev/null | wc -l; }
 
-# post_jobs OUT PORT TOTAL URL_FMT NAGGR LIMIT CALLBACK PREFIX: POSTs exactly TOTAL jobs
-# with wrk + bench/post_jobs.lua (2 threads, $POST_CONNS connections, default 64) and
-# returns as soon as all are answered (at most 60 s). Results: `result OUT created|...`.
+# post_jobs OUT PORT TOTAL URL_FMT NAGGR LIMIT CALLBACK PREFIX [RATE]: POSTs exactly
+# TOTAL jobs with wrk + bench/post_jobs.lua (2 threads, $POST_CONNS connections, default
+# 64; RATE: their aggr_rate) and returns as soon as all are answered (at most 60 s).
+# Results: `result OUT created|...`.
 post_jobs() {
     local out=$1 port=$2 marker=$T/post.$RANDOM i pid
     shift 2
     rm -f "$marker".*
     wrk -t2 -c"${POST_CONNS:-64}" -d60s -s bench/post_jobs.lua "http://127.0.0.1:$port" -- \
-        "$1" 2 "$2" "$3" "$4" "$5" "$6" "$marker" >"$out" 2>&1 &
+        "$1" 2 "$2" "$3" "$4" "$5" "$6" "$marker" "${7:-}" >"$out" 2>&1 &
     pid=$!
     BG_PIDS+=("$pid")
     for ((i = 0; i < 6000; i++)); do # 10 ms steps, at most 60 s

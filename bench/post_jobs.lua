@@ -1,7 +1,8 @@
 -- wrk script of benchmarks 2 and 3: POSTs exactly TOTAL jobs to /download as fast as
 -- the connections allow, then stops. Job k (0 <= k < TOTAL) downloads
 -- string.format(URL_FMT, k) into aggregation "<PREFIX><k % NAGGR>" with limit LIMIT and
--- an HTTP callback to CALLBACK. Thread t of T posts k = t-1, t-1+T, ...
+-- an HTTP callback to CALLBACK (and aggr_rate RATE when given). Thread t of T posts
+-- k = t-1, t-1+T, ...
 -- wrk calls request() once on the first thread before the run to inspect the request;
 -- that call gets a harmless GET /hb. Once a thread's jobs are all sent, it keeps its
 -- connections busy with GET /hb until every POST is answered, then stops itself and
@@ -10,7 +11,7 @@
 -- ends the run at once and prints the results (done()).
 --
 --   wrk -t2 -c32 -d60s -s bench/post_jobs.lua http://127.0.0.1:PORT -- \
---       TOTAL T URL_FMT NAGGR LIMIT CALLBACK PREFIX MARKER
+--       TOTAL T URL_FMT NAGGR LIMIT CALLBACK PREFIX MARKER [RATE]
 local threads = {}
 local nthreads = 0
 
@@ -29,6 +30,7 @@ function init(args)
     callback = args[6]
     prefix = args[7] or "a"
     marker = args[8]
+    rate = (args[9] and args[9] ~= "") and (',"aggr_rate":' .. args[9]) or ""
     finished = false
     quota = 0
     for k = tid - 1, total - 1, nthr do quota = quota + 1 end
@@ -45,8 +47,8 @@ function request()
     issued = issued + 1
     if i < 0 or i >= quota then return filler end
     local k = tid - 1 + nthr * i
-    local body = string.format('{"url":"%s","aggr_id":"%s%d","aggr_limit":%d,"callback_url":"%s"}',
-        string.format(url_fmt, k), prefix, k % naggr, limit, callback)
+    local body = string.format('{"url":"%s","aggr_id":"%s%d","aggr_limit":%d,"callback_url":"%s"%s}',
+        string.format(url_fmt, k), prefix, k % naggr, limit, callback, rate)
     return wrk.format("POST", "/download", hdrs, body)
 end
 

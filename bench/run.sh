@@ -10,7 +10,9 @@
 #   cb    4  callback throughput, HTTP sink and Kafka mock (issue 4)
 #   scale 5  jobs/s with 1 and 3 processors against a slow origin (bench/scale.sh)
 #   resume 6 a 200 MB download cut at 90% once vs an uninterrupted one (issue 16)
-#   control 7 Redis bytes per remembered job, a page of 50 of 100,000, purge (issue 15)
+#   rate  7  aggr_rate 50 next to unlimited aggregations: spacing, no slowdown, idle CPU
+#            (issue 14)
+#   control 8 Redis bytes per remembered job, a page of 50 of 100,000, purge (issue 15)
 # Environment: BENCH="api e2e" runs a subset; E2E_RUNS (3); POST_CONNS (64, wrk
 # connections posting the jobs of 2 and 3); BENCH_KEEP=1 keeps the temp dirs (logs,
 # configs, wrk outputs, Redis commandstats); BENCH_TMPDIR: where the temp dir goes
@@ -26,7 +28,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=${BENCH_BIN:-$PWD/$BUILD/downloader}
 KAFKA_MOCK=$PWD/$BUILD/test/tools/kafka_mock
-BENCHES=${BENCH:-api e2e split disk mem cb scale resume control}
+BENCHES=${BENCH:-api e2e split disk mem cb scale resume rate control}
 
 DEPS_EXTRA="wrk nginx-light aria2 redis-tools" ./.ci/deps.sh
 # shellcheck source=bench/lib.sh
@@ -134,14 +136,11 @@ bench_api() {
 # E2E_POST (s), E2E_TIME (s, first POST -> last callback), E2E_RATE (jobs/s), E2E_CPU
 # (downloader %), E2E_LOOP (its loop thread %), E2E_RCPU (redis %), E2E_SYS (machine %),
 # E2E_DLUS / E2E_RUS (CPU time of the downloader / redis per job, us).
-e2e_once() {
-    local d=$1 tag=$2 mode=${3:-all}
-    rcli flushall >/dev/null
-    local port cfg=$d/e2e.json
-    port=$(free_port)
-    rm -rf "$d/tmp" "$d/files"
-    mkdir -p "$d/tmp" "$d/files"
-    cat >"$cfg" <<JSON
+# e2e_config FILE DIR PORT: the service config of benchmarks 2 and 7 (files under DIR,
+# API on PORT).
+e2e_config() {
+    local d=$2 port=$3
+    cat >"$1" <<JSON
 { $(redis_cfg),
   "api": {},
   "processor": {"storage_dir": "$d/tmp", "filestorage": {"type": "filesystem", "rootdir": "$d/files"},
@@ -151,6 +150,16 @@ e2e_once() {
                "shutdown_grace": "1s"},
   "backends": {"http": {"timeout": 30}} }
 JSON
+}
+
+e2e_once() {
+    local d=$1 tag=$2 mode=${3:-all}
+    rcli flushall >/dev/null
+    local port cfg=$d/e2e.json
+    port=$(free_port)
+    rm -rf "$d/tmp" "$d/files"
+    mkdir -p "$d/tmp" "$d/files"
+    e2e_config "$cfg" "$d" "$port"
     local names=(all) n
     [ "$mode" = split ] && names=(api processor notifier)
     for n in "${names[@]}"; do
@@ -548,7 +557,105 @@ JSON
 }
 
 # ------------------------------------------------------------------------------------
-# 7. Operator control (issue 15)
+# 7. Rate limits (issue 14)
+# ------------------------------------------------------------------------------------
+# rate_wait SINK BASE N: waits (at most 90 s) until the SINK (cb, cbr) log has BASE + N
+# lines. Sets RW_N (lines seen past BASE) and RW_LAST (time of the latest of them).
+rate_wait() {
+    local sink=$1 base=$2 n=$3 i
+    for ((i = 0; i < 1800; i++)); do
+        RW_N=$(($(cb_lines "$sink") - base))
+        [ "$RW_N" -ge "$n" ] && break
+        nap 0.05
+    done
+    RW_LAST=$(tail -n +"$((base + 1))" "$T/nginx/$sink.log" | awk '$1 > m {m = $1} END {printf "%.3f", m}')
+}
+
+# rate_alone OUT PREFIX: N jobs in 20 aggregations (limit 50, no rate) with callbacks to
+# /cb, waited for; sets RA_RATE (jobs/s, first POST -> last callback) and rok=0 when
+# some are missing.
+rate_alone() {
+    local base t0
+    base=$(cb_lines)
+    t0=$(now)
+    post_jobs "$1" "$port" "$N" "$files" 20 50 "$cb" "$2"
+    rate_wait cb "$base" "$N"
+    [ "$RW_N" -ge "$N" ] || rok=0
+    RA_RATE=$(calc "$RW_N / ($RW_LAST - $t0)")
+}
+
+bench_rate() {
+    local N=2000 RATE=50 B="7 rate limits" d=$S/rate port cfg=$S/rate/rate.json out=$T/wrk_rate
+    log "7 rate limits: $N jobs at aggr_rate $RATE next to $N jobs in 20 aggregations without"
+    rcli flushall >/dev/null
+    port=$(free_port)
+    rm -rf "$d"
+    mkdir -p "$d/tmp" "$d/files"
+    e2e_config "$cfg" "$d" "$port"
+    # three processes: the processor's CPU is measured alone
+    run_service api api "$cfg" "$port"
+    run_service processor processor "$cfg"
+    run_service notifier notifier "$cfg"
+    sleep 0.5 # processor and notifier subscribed
+    local files="http://127.0.0.1:$NGINX_PORT/files/f%04d" cb="http://127.0.0.1:$NGINX_PORT/cb"
+    local base rbase tr0 tu0 alone alone2 mixed c0 c1 w0 w1 pcpu rdone rtime rok=1
+    log "   $N jobs in 20 aggregations (limit 50, no rate) alone"
+    rate_alone "$out.alone1" u
+    alone=$RA_RATE
+    log "   $N jobs in aggregation r0 (limit 50, aggr_rate $RATE), then $N jobs in 20 others"
+    rbase=$(cb_lines cbr)
+    base=$(cb_lines)
+    tr0=$(now)
+    post_jobs "$out.rated" "$port" "$N" "$files" 1 50 "${cb}r" r "$RATE"
+    tu0=$(now)
+    post_jobs "$out.mixed" "$port" "$N" "$files" 20 50 "$cb" v
+    rate_wait cb "$base" "$N"
+    [ "$RW_N" -ge "$N" ] || rok=0
+    mixed=$(calc "$RW_N / ($RW_LAST - $tu0)")
+    log "   only r0 left: processor CPU over 10 s"
+    prof_start "${PROC[processor]}" rate
+    local d0 calls
+    d0=$(cb_lines cbr)
+    rcli config resetstat >/dev/null
+    c0=$(cpu_ticks "${PROC[processor]}")
+    w0=$(now)
+    nap 10
+    c1=$(cpu_ticks "${PROC[processor]}")
+    w1=$(now)
+    rcli info commandstats >"$T/rate.commandstats.txt"
+    prof_stop
+    rdone=$(($(cb_lines cbr) - rbase))
+    # script calls (claims, outcomes, enqueue, callbacks, heartbeats) per start
+    calls=$(awk -F'[:,=]' '/^cmdstat_evalsha:/ {print $3}' "$T/rate.commandstats.txt")
+    calls=$(calc "${calls:-0} / ($rdone + $rbase - $d0)")
+    local per_start
+    per_start=$(calc "1e6 * ($c1 - $c0) / $TICKS / ($rdone + $rbase - $d0)")
+    pcpu=$(calc "100 * ($c1 - $c0) / $TICKS / ($w1 - $w0)")
+    rate_wait cbr "$rbase" "$N"
+    [ "$RW_N" -ge "$N" ] || rok=0
+    rtime=$(calc "$RW_LAST - $tr0")
+    log "   $N jobs in 20 aggregations alone again (the machine's speed drifts)"
+    rate_alone "$out.alone2" w
+    alone2=$RA_RATE
+    stop api
+    stop processor
+    stop notifier
+    local lo hi ratio
+    lo=$(calc "0.95 * $N / $RATE")
+    hi=$(calc "1.05 * $N / $RATE")
+    ratio=$(calc "200 * $mixed / ($alone + $alone2)")
+    row "$B" "all jobs called back" "$([ $rok = 1 ] && echo yes || echo NO)" "yes" "$(verdict [ $rok = 1 ])"
+    row "$B" "rate-limited: first POST -> last callback" "$(fmt "$rtime" 2) s" \
+        "$(fmt "$lo" 0)..$(fmt "$hi" 0) s" "$(verdict eval "ge $rtime $lo && ge $hi $rtime")"
+    row "$B" "others alone, before / after: jobs/s" "$(fmt "$alone") / $(fmt "$alone2")" "" ""
+    row "$B" "others next to the rate-limited: jobs/s" "$(fmt "$mixed")" "" ""
+    row "$B" "  next to / alone (mean of both)" "$(fmt "$ratio" 1) %" ">= 90 %" "$(verdict ge "$ratio" 90)"
+    row "$B" "processor CPU, only rate-limited left (10 s)" "$(fmt "$pcpu" 2) %" "< 2 %" "$(verdict lt "$pcpu" 2)"
+    row "$B" "  processor CPU per start then" "$(fmt "$per_start") us" "" ""
+    row "$B" "  Redis script calls per start then (all)" "$(fmt "$calls" 2)" "" ""
+    row "$B" "  rate-limited jobs done after that window" "$rdone of $N" "< $N" "$(verdict [ "$rdone" -lt "$N" ])"
+
+# 8. Operator control (issue 15)
 # ------------------------------------------------------------------------------------
 # Redis bytes per remembered (delivered) job, the time to list a page of 50 from a queue
 # of 100,000, and a purge of those 100,000 (its longest single Redis call, SLOWLOG).
@@ -562,8 +669,8 @@ print("%d %s" % max(e or [(0, "-")]))' "$@"
 }
 
 bench_control() {
-    local B="7 control" port cfg=$T/control.json d=$S/control n=200 i
-    log "7 control: remembered jobs, a page of 50 of 100,000, purge of 100,000"
+    local B="8 control" port cfg=$T/control.json d=$S/control n=200 i
+    log "8 control: remembered jobs, a page of 50 of 100,000, purge of 100,000"
     rcli flushall >/dev/null
     port=$(free_port)
     rm -rf "$d" && mkdir -p "$d/tmp" "$d/files"
@@ -639,9 +746,10 @@ for b in $BENCHES; do
     mem) bench_mem ;;
     cb) bench_cb ;;
     resume) bench_resume ;;
+    rate) bench_rate ;;
     control) bench_control ;;
     scale) mapfile -t -O "${#ROWS[@]}" ROWS < <(BUILD=$BUILD bench/scale.sh --rows) ;; # own processes
-    *) die "unknown benchmark $b (api e2e split disk mem cb scale resume control)" ;;
+    *) die "unknown benchmark $b (api e2e split disk mem cb scale resume rate control)" ;;
     esac
 done
 

@@ -55,6 +55,8 @@ typedef struct {
     uint64_t low_speed_time_ms;
     int64_t max_file_size;
     uint64_t download_retry_base_ms;
+    uint64_t max_pause_ms; /* cap of an aggregation's pause after a 429/503 */
+    bool adaptive_limits;  /* AIMD effective concurrency per aggregation */
     uint64_t processor_shutdown_grace_ms;
     int disk_high, disk_low;
     uint64_t disk_check_interval_ms;

@@ -66,6 +66,7 @@ typedef struct {
     bool retriable;
     bool internal;
     bool cancelled;      /* aborted by fetch_cancel: never counts as an attempt */
+    bool timed_out;      /* the transfer hit its timeout or the low-speed limit */
     long response_code;  /* final HTTP status, 0 when none */
     long retry_after_ms; /* Retry-After of a 408/429/503 answer, 0 when none */
     bool restart;        /* the origin refused the resume (416, or a Content-Range that

@@ -43,6 +43,7 @@ typedef struct job {
     char *checksum; /* "sha256:<64 hex>" or "md5:<32 hex>" (lower case), NULL when not asked */
     /* aggregation fields of the request */
     long aggr_limit;
+    double aggr_rate;         /* starts per second, 0 = no rate limit (also when absent) */
     char *aggr_proxy;         /* NULL when absent, "" allowed */
     long long aggr_bandwidth; /* bytes/s for the whole aggregation, 0 = not given */
     /* state, as stored in Redis */
@@ -74,9 +75,9 @@ job_err_t job_parse(const char *body, size_t len, job_t *job, char *err, size_t 
 
 /* Only the Aggregation half of job_parse (§3.1.2), for callers that must run it after
  * id generation as the reference does. On success replaces job->aggr_limit,
- * job->aggr_proxy and job->aggr_bandwidth and touches nothing else; on failure returns JOB_ERR_AGGR
- * with "Error unmarshalling body '<body>' to Aggregation: <reason>" in err and leaves the job as it
- * was. Same err sizing as job_parse. */
+ * job->aggr_rate, job->aggr_proxy and job->aggr_bandwidth and touches nothing else; on failure
+ * returns JOB_ERR_AGGR with "Error unmarshalling body '<body>' to Aggregation: <reason>" in err
+ * and leaves the job as it was. Same err sizing as job_parse. */
 job_err_t job_parse_aggr(const char *body, size_t len, job_t *job, char *err, size_t errlen);
 
 /* Frees every heap field and zeroes the struct. */

@@ -9,5 +9,7 @@ void json_str(yajl_gen g, const char *s);
 /* A member with a string or integer value. */
 void json_kv_str(yajl_gen g, const char *key, const char *value);
 void json_kv_int(yajl_gen g, const char *key, long long value);
+/* A number member written with 6 significant digits (0.2, not 0.20000000000000001). */
+void json_kv_double(yajl_gen g, const char *key, double value);
 
 #endif

@@ -34,6 +34,13 @@ void metrics_download_response(const fetch_result_t *res);
 /* processor: a download's outcome and how long it ran (claim to outcome). */
 void metrics_download(metrics_dl_outcome_t outcome, uint64_t elapsed_ms);
 
+/* processor: an origin pushback reported for an aggregation: cause "429", "503"
+ * (the aggregation is paused) or "timeout" (only its effective limit drops). */
+void metrics_pushback(const char *cause);
+
+/* processor: starts a claim left waiting for their aggregation's rate. */
+void metrics_rate_waits(long long n);
+
 /* notifier: a callback's outcome (as recorded with store_cb_finish) and how long its
  * delivery took; the backend (http, kafka, none) is derived from the job. */
 void metrics_callback(const job_t *job, store_cb_op_t op, uint64_t elapsed_ms);

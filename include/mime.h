@@ -10,6 +10,10 @@ typedef struct mime mime_t;
 mime_t *mime_open(char *err, size_t errlen);
 void mime_close(mime_t *m);
 
+/* The calling thread's own mime_t, opened at its first call and closed when the thread
+ * exits (for thread-pool work); NULL when libmagic cannot be opened. */
+mime_t *mime_thread(void);
+
 /* Writes the detected type ("image/png"; "application/x-empty" for len 0) into out.
  * Returns 0, or -1 when libmagic fails (out then holds "application/octet-stream"). */
 int mime_detect(mime_t *m, const void *data, size_t len, char *out, size_t outlen);

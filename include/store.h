@@ -82,20 +82,28 @@ void store_enqueue(store_t *s, const job_t *job, store_done_fn done, void *arg);
 typedef void (*store_retry_fn)(store_rc_t rc, const job_t *job, const char *state, void *arg);
 void store_retry_callback(store_t *s, const char *id, store_retry_fn done, void *arg);
 
-/* GET /download/<id>: the raw job hash as field/value pairs and its TTL in ms (-1 none). */
-typedef void (*store_hash_fn)(store_rc_t rc, const char *const *kv, size_t n, long long ttl_ms,
-                              void *arg);
-void store_job_status(store_t *s, const char *id, store_hash_fn done, void *arg);
-
-/* GET /stats/<name>: totals as field/value pairs (NOTFOUND when nothing is known). */
-void store_stats_get(store_t *s, const char *component, store_hash_fn done, void *arg);
-
 typedef struct {
     const char *id;
     long limit;
     const char *proxy;
     long long ready, delayed, inflight;
+    double rate;               /* starts per second, 0 = no rate limit */
+    long effective;            /* concurrency allowed now (limit, or less after pushback) */
+    long long paused_until_ms; /* Redis ms time the pause ends, 0 when not paused */
+    const char *waiting;       /* "pause", "rate" (queued jobs wait for it) or "" */
 } store_aggr_t;
+
+typedef void (*store_hash_fn)(store_rc_t rc, const char *const *kv, size_t n, long long ttl_ms,
+                              void *arg);
+/* GET /download/<id>: the raw job hash as field/value pairs, its TTL in ms (-1 none) and
+ * its aggregation's throttle state (limit, rate, effective, paused_until_ms, waiting;
+ * id, proxy and counts not filled), NULL when the hash names none. */
+typedef void (*store_status_fn)(store_rc_t rc, const char *const *kv, size_t n, long long ttl_ms,
+                                const store_aggr_t *aggr, void *arg);
+void store_job_status(store_t *s, const char *id, store_status_fn done, void *arg);
+
+/* GET /stats/<name>: totals as field/value pairs (NOTFOUND when nothing is known). */
+void store_stats_get(store_t *s, const char *component, store_hash_fn done, void *arg);
 typedef void (*store_aggrs_fn)(store_rc_t rc, const store_aggr_t *a, size_t n, void *arg);
 void store_aggregations(store_t *s, size_t max, store_aggrs_fn done, void *arg);
 /* qsort order for store_aggr_t: most queued first, then most in flight, then by id. */
@@ -156,11 +164,16 @@ typedef struct {
 typedef void (*store_count_fn)(store_rc_t rc, long long n, void *arg);
 void store_bw_procs(store_t *s, const char *aggr, store_count_fn done, void *arg);
 
-/* next_*: absolute Redis ms time of the earliest delayed item / lease deadline, or 0
- * when there is none; now_ms: Redis' clock at the claim. Claimed jobs are owned by the
- * callee (free with store_claimed_free) until their finish. */
-typedef void (*store_claim_fn)(store_rc_t rc, store_claimed_t *jobs, size_t n, long long next_due,
-                               long long next_lease, long long now_ms, void *arg);
+/* next_*: absolute Redis ms time of the earliest delayed item / lease deadline /
+ * throttled aggregation (paused or waiting for its rate), or 0 when there is none; now:
+ * Redis' clock at the claim; rate_waits: starts the claim left waiting for a rate;
+ * ready_left: aggregations left claimable (-1: unknown). */
+typedef struct {
+    long long next_due, next_lease, now, next_throttled, rate_waits, ready_left;
+} store_claim_times_t;
+/* Claimed jobs are owned by the callee (free with store_claimed_free) until their finish. */
+typedef void (*store_claim_fn)(store_rc_t rc, store_claimed_t *jobs, size_t n,
+                               const store_claim_times_t *t, void *arg);
 void store_claim(store_t *s, const char *owner, int n, uint64_t lease_ms, int max_lost,
                  uint64_t retention_ms, store_claim_fn done, void *arg);
 void store_claimed_free(store_claimed_t *c);
@@ -178,11 +191,22 @@ typedef enum {
     STORE_CB_REQUEUE
 } store_cb_op_t;
 
+/* What an attempt tells about the origin, for the aggregation's pause and AIMD limit
+ * (dl_finish.lua): signal "ok" (a success), "429"/"503" (pushback), "timeout" or "";
+ * retry_after_ms: its Retry-After (0 none); the pause is capped at max_pause_ms;
+ * adaptive: processor.adaptive_limits. */
+typedef struct {
+    const char *signal;
+    uint64_t retry_after_ms, max_pause_ms;
+    bool adaptive;
+} store_origin_t;
+
 /* Applies a download outcome under the lease. kv: job field/value pairs to set
  * (NULL-terminated list of strings, pairs). CONFLICT when the lease was lost. */
 void store_dl_finish(store_t *s, const char *id, const char *aggr, const char *owner,
                      store_dl_op_t op, uint64_t delay_ms, uint64_t retention_ms,
-                     const char *const *kv, store_done_fn done, void *arg);
+                     const store_origin_t *origin, const char *const *kv, store_done_fn done,
+                     void *arg);
 
 /* ---- notifier ---- */
 typedef void (*store_cb_claim_fn)(store_rc_t rc, job_t *jobs, size_t n, long long next_due,

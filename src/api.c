@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 #include <yajl/yajl_gen.h>
 
 #include "auth.h"
@@ -23,6 +24,7 @@
 #include "files.h"
 #include "httpd.h"
 #include "json.h"
+#include "mime.h"
 #include "job.h"
 #include "log.h"
 #include "metrics.h"
@@ -183,7 +185,16 @@ static void status_field_int(yajl_gen g, const char *const *kv, size_t n, const 
     json_kv_int(g, name, v ? atoll(v) : 0);
 }
 
-static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long ttl, void *arg)
+/* An aggregation's throttle state, as the dashboard and job status show it. */
+static void gen_throttle(yajl_gen g, const store_aggr_t *a)
+{
+    json_kv_double(g, "rate", a->rate);
+    json_kv_int(g, "effective_limit", a->effective);
+    json_kv_int(g, "paused_until_ms", a->paused_until_ms);
+}
+
+static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long ttl,
+                      const store_aggr_t *aggr, void *arg)
 {
     httpd_req_t *req = arg;
     if (rc == STORE_DOWN) return respond_down(req);
@@ -232,6 +243,18 @@ static void on_status(store_rc_t rc, const char *const *kv, size_t n, long long 
     status_field_int(g, kv, n, "delivered_at_ms", "DeliveredAt");
     free(file_url);
     json_kv_int(g, "expires_in_ms", ttl);
+    /* a job not yet started that waits for its aggregation's pause or rate says so */
+    bool pending = state && strcmp(state, "Pending") == 0;
+    json_kv_str(g, "waiting", pending && aggr ? aggr->waiting : "");
+    json_str(g, "aggregation");
+    if (aggr) {
+        yajl_gen_map_open(g);
+        json_kv_int(g, "limit", aggr->limit);
+        gen_throttle(g, aggr);
+        yajl_gen_map_close(g);
+    } else {
+        yajl_gen_null(g);
+    }
     yajl_gen_map_close(g);
     respond_gen(req, g, true);
 }
@@ -407,6 +430,8 @@ static void on_aggrs(store_rc_t rc, const store_aggr_t *list, size_t n, void *ar
         json_kv_int(g, "ready", sorted[i].ready);
         json_kv_int(g, "delayed", sorted[i].delayed);
         json_kv_int(g, "inflight", sorted[i].inflight);
+        gen_throttle(g, &sorted[i]);
+        json_kv_str(g, "waiting", sorted[i].waiting);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
@@ -610,15 +635,28 @@ static bool header_safe(const char *s)
     return true;
 }
 
-/* Pool thread: fstat and the type the processor stored at download time (files.h). */
+/* Pool thread: fstat and the type stored as xattr (files.h). A file without one (the
+ * processor sniffs only jobs that need the type) is sniffed here like a download, from
+ * its first 1024 bytes with this thread's libmagic cookie, and the type cached as the
+ * xattr for later serves (a file system without user xattrs just sniffs every time). */
 static void file_inspect(uv_work_t *w)
 {
     file_t *f = w->data;
     struct stat st;
     f->regular = fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode);
     f->size = f->regular ? (uint64_t)st.st_size : 0;
+    if (!f->regular) return;
     ssize_t n = fgetxattr(f->fd, FILES_XATTR_MIME, f->type, sizeof f->type - 1);
     f->type[n > 0 ? n : 0] = 0;
+    if (n <= 0) {
+        unsigned char head[1024];
+        ssize_t len = pread(f->fd, head, sizeof head, 0);
+        mime_t *m = mime_thread();
+        if (len >= 0 && m && mime_detect(m, head, (size_t)len, f->type, sizeof f->type) == 0)
+            (void)fsetxattr(f->fd, FILES_XATTR_MIME, f->type, strlen(f->type), 0);
+        else
+            f->type[0] = 0;
+    }
     if (!header_safe(f->type)) f->type[0] = 0;
 }
 

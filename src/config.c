@@ -230,6 +230,8 @@ static void set_defaults(config_t *cfg)
     cfg->low_speed_time_ms = 60000;
     cfg->max_file_size = 0;
     cfg->download_retry_base_ms = 120000;
+    cfg->max_pause_ms = 3600000;
+    cfg->adaptive_limits = true;
     cfg->processor_shutdown_grace_ms = 10000;
     cfg->disk_high = 95;
     cfg->disk_low = 90;
@@ -357,6 +359,7 @@ static int parse_processor_limits(ctx_t *c, yajl_val p, config_t *cfg)
     cfg->disk_high = (int)hi;
     cfg->disk_low = (int)lo;
     if (get_bool(c, p, "block_private_networks", &cfg->block_private_networks) < 0 ||
+        get_bool(c, p, "adaptive_limits", &cfg->adaptive_limits) < 0 ||
         get_string_list(c, p, "allow_cidrs", &cfg->allow_cidrs, &cfg->n_allow_cidrs) < 0)
         return -1;
     for (size_t i = 0; i < cfg->n_allow_cidrs; i++) {
@@ -381,6 +384,7 @@ static int parse_processor(ctx_t *c, yajl_val p, config_t *cfg)
             0 ||
         get_duration(c, p, "low_speed_time", 1000, "seconds", true, &cfg->low_speed_time_ms) < 0 ||
         get_duration(c, p, "retry_base", 1000, "seconds", true, &cfg->download_retry_base_ms) < 0 ||
+        get_duration(c, p, "max_pause", 1000, "seconds", true, &cfg->max_pause_ms) < 0 ||
         get_duration(c, p, "shutdown_grace", 1000, "seconds", false,
                      &cfg->processor_shutdown_grace_ms) < 0 ||
         get_duration(c, p, "disk_check_interval", 1000, "seconds", true,

@@ -359,6 +359,7 @@ static void classify(fetch_t *f, CURLcode rc)
     curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &code);
     bool final_hdrs = f->hdr_complete && !(f->status / 100 == 3 && f->has_location);
     if (f->failed) return;
+    f->res.timed_out = rc == CURLE_OPERATION_TIMEDOUT; /* total or low-speed time */
     if (rc == CURLE_COULDNT_CONNECT && f->refused[0]) {
         fail_refused(f);
     } else if (rc == CURLE_OK && !is_2xx(code)) {

@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -110,6 +111,7 @@ static const header_t **headers_sorted(const headers_t *h)
 
 typedef struct {
     long limit;
+    double rate;
     char *proxy;
     long long bandwidth;
 } aggr_t;
@@ -424,6 +426,19 @@ static int step_aggr_limit(pctx_t *c)
     return 0;
 }
 
+/* aggr_rate: ours, not the reference's; optional, starts per second, may be fractional. */
+static int step_aggr_rate(pctx_t *c)
+{
+    yajl_val v = gojson_get(c->root, "aggr_rate");
+    double d;
+    if (!v || YAJL_IS_NULL(v)) return 0;
+    if (!gojson_num(v, &d) || !isfinite(d))
+        return fail(c, "Aggregation rate (aggr_rate) must be a number");
+    if (d < 0) return fail(c, "Aggregation rate (aggr_rate) must not be negative");
+    c->aggr->rate = d;
+    return 0;
+}
+
 static int step_aggr_proxy(pctx_t *c)
 {
     yajl_val v = gojson_get(c->root, "aggr_proxy");
@@ -460,7 +475,8 @@ static const step_fn job_steps[] = {
 };
 
 static const step_fn aggr_steps[] = {
-    step_aggregation_id, step_aggr_limit, step_aggr_proxy, step_aggr_bandwidth, step_expires,
+    step_aggregation_id, step_aggr_limit,     step_aggr_rate,
+    step_aggr_proxy,     step_aggr_bandwidth, step_expires,
 };
 
 static int run_steps(pctx_t *c, const step_fn *steps, size_t n)
@@ -470,7 +486,8 @@ static int run_steps(pctx_t *c, const step_fn *steps, size_t n)
     return 0;
 }
 
-/* Aggregation rules; on success job->aggr_limit/aggr_proxy are replaced. */
+/* Aggregation rules; on success job->aggr_limit/aggr_rate/aggr_proxy/aggr_bandwidth are
+ * replaced. */
 static int validate_aggr(yajl_val root, job_t *job, gojson_buf_t *why)
 {
     aggr_t a = {0};
@@ -480,6 +497,7 @@ static int validate_aggr(yajl_val root, job_t *job, gojson_buf_t *why)
         return -1;
     }
     job->aggr_limit = a.limit;
+    job->aggr_rate = a.rate;
     job->aggr_bandwidth = a.bandwidth;
     free(job->aggr_proxy);
     job->aggr_proxy = a.proxy;

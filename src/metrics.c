@@ -39,11 +39,13 @@ static const char *classes[] = {"1xx", "2xx",  "3xx",  "4xx",     "5xx",
 static const char *backends[] = {"http", "kafka", "none"};
 static const char *cb_outcomes[] = {"delivered", "retried", "failed", "requeued"};
 static const char *components[] = {"api", "processor", "notifier"};
+static const char *pushbacks[] = {"429", "503", "timeout"};
 
 #define N_DL 4
 #define N_CLASS 10
 #define N_BACKEND 3
 #define N_CB 4
+#define N_PUSH 3
 
 typedef struct {
     uint64_t b[NB + 1]; /* per bucket, not cumulative; b[NB] is (last bound, +Inf) */
@@ -58,6 +60,8 @@ static struct {
     uint64_t dl[N_DL];
     hist_t dl_h[N_DL];
     uint64_t resp[N_CLASS];
+    uint64_t pushback[N_PUSH];
+    uint64_t rate_waits;
     uint64_t cb[N_BACKEND][N_CB];
     hist_t cb_h[N_BACKEND];
     bool active[3]; /* components of this process seen (an event or a heartbeat) */
@@ -120,6 +124,19 @@ void metrics_download(metrics_dl_outcome_t outcome, uint64_t elapsed_ms)
     if (outcome != METRICS_DL_REQUEUED) hist_observe(&reg.dl_h[outcome], dl_bounds, elapsed_ms);
 }
 
+void metrics_pushback(const char *cause)
+{
+    reg.active[1] = true;
+    for (size_t i = 0; i < N_PUSH; i++)
+        if (strcmp(cause, pushbacks[i]) == 0) reg.pushback[i]++;
+}
+
+void metrics_rate_waits(long long n)
+{
+    reg.active[1] = true;
+    if (n > 0) reg.rate_waits += (uint64_t)n;
+}
+
 static size_t backend_of(const job_t *j)
 {
     const char *type = j->callback_type ? j->callback_type : "";
@@ -172,6 +189,12 @@ static void gen_processor(yajl_gen g)
     for (size_t i = 0; i < N_DL; i++)
         if (reg.dl_h[i].count) gen_hist(g, dl_outcomes[i], &reg.dl_h[i]);
     yajl_gen_map_close(g);
+    json_str(g, "pushbacks");
+    yajl_gen_map_open(g);
+    for (size_t i = 0; i < N_PUSH; i++)
+        json_kv_int(g, pushbacks[i], (long long)reg.pushback[i]);
+    yajl_gen_map_close(g);
+    json_kv_int(g, "rate_waits", (long long)reg.rate_waits);
 }
 
 static void gen_notifier(yajl_gen g)
@@ -422,6 +445,19 @@ static void render_hist(FILE *f, const inst_t *in, size_t n, const char *name, c
     }
 }
 
+/* A counter family from a number member of each instance's metrics. */
+static void render_count(FILE *f, const inst_t *in, size_t n, const char *name, const char *help,
+                         const char *member_name)
+{
+    family(f, name, "counter", help);
+    for (size_t i = 0; i < n; i++) {
+        yajl_val v = member(in[i].m, member_name);
+        if (!v) continue;
+        series(f, name, &in[i], NULL);
+        fprintf(f, " %lld\n", num(v));
+    }
+}
+
 /* A gauge family from the heartbeat's "gauges" member of one component. */
 static void render_gauge(FILE *f, const inst_t *in, size_t n, const char *name, const char *help,
                          const char *component, const char *gauge)
@@ -530,6 +566,12 @@ static void render_instances(FILE *f, const inst_t *in, size_t n)
     render_hist(f, in, n, "downloader_download_duration_seconds",
                 "Time from claim to outcome of a download attempt, by outcome.", "download_seconds",
                 "outcome", dl_bounds);
+    render_map(f, in, n, "downloader_aggregation_pauses_total",
+               "Origin pushbacks by cause: 429 and 503 pause the aggregation, timeout only "
+               "lowers its effective concurrency (as 429 and 503 do with adaptive_limits).",
+               "pushbacks", "cause");
+    render_count(f, in, n, "downloader_rate_delayed_starts_total",
+                 "Download starts that waited for their aggregation's aggr_rate.", "rate_waits");
     render_map2(f, in, n, "downloader_callbacks_total", "Callback outcomes by backend.",
                 "callbacks", "backend", "outcome");
     render_hist(f, in, n, "downloader_callback_duration_seconds",
@@ -655,7 +697,9 @@ static void render_aggr_family(FILE *f, const store_aggr_t *a, size_t n, const c
         long long v = which == 0   ? a[i].ready
                       : which == 1 ? a[i].delayed
                       : which == 2 ? a[i].inflight
-                                   : a[i].limit;
+                      : which == 3 ? a[i].limit
+                      : which == 4 ? a[i].effective
+                                   : a[i].paused_until_ms > 0;
         fprintf(f, "%s{aggr=\"", name);
         put_escaped(f, a[i].id); /* any length: ids are the clients' */
         fprintf(f, "\"} %lld\n", v);
@@ -702,6 +746,12 @@ static void on_aggrs(store_rc_t rc, const store_aggr_t *list, size_t n, void *ar
                        "Downloads running now, all processors (the 100 largest aggregations).", 2);
     render_aggr_family(s->f, sorted, top, "downloader_aggregation_limit",
                        "Concurrency limit of an aggregation (the 100 largest).", 3);
+    render_aggr_family(s->f, sorted, top, "downloader_aggregation_effective_limit",
+                       "Concurrency allowed now: the limit, or less after origin pushback "
+                       "(adaptive_limits; the 100 largest aggregations).",
+                       4);
+    render_aggr_family(s->f, sorted, top, "downloader_aggregation_paused",
+                       "1 while an aggregation is paused after a 429/503 (the 100 largest).", 5);
     free(sorted);
     respond(s, true);
 }

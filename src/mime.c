@@ -1,11 +1,13 @@
 /* mime: MIME sniffing for §6.6 with libmagic in MIME-type-only mode over the first bytes
  * of a body (the processor passes up to 1024). A mime_t wraps one magic cookie with its
  * loaded database; cookies are not thread-safe, so each thread that sniffs owns its own
- * mime_t. The matching of the detected type against a job's mime_type lives elsewhere. */
+ * mime_t (mime_thread: one per pool thread, lazily). The matching of the detected type against a
+ * job's mime_type lives elsewhere. */
 #include "mime.h"
 
 #include <errno.h>
 #include <magic.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +60,30 @@ void mime_close(mime_t *m)
     if (!m) return;
     if (m->cookie) magic_close(m->cookie);
     free(m);
+}
+
+static pthread_key_t thread_key;
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
+
+static void thread_close(void *m)
+{
+    mime_close(m);
+}
+
+static void thread_key_create(void)
+{
+    (void)pthread_key_create(&thread_key, thread_close);
+}
+
+mime_t *mime_thread(void)
+{
+    pthread_once(&thread_once, thread_key_create);
+    mime_t *m = pthread_getspecific(thread_key);
+    if (!m && (m = mime_open(NULL, 0)) && pthread_setspecific(thread_key, m) != 0) {
+        mime_close(m);
+        m = NULL;
+    }
+    return m;
 }
 
 int mime_detect(mime_t *m, const void *data, size_t len, char *out, size_t outlen)

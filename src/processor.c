@@ -69,6 +69,9 @@ struct processor {
     strmap_t per_aggr;
     strmap_t held; /* members ("<id>:<aggr>") of the downloads whose lease is still ours */
     bool claiming, again, stopping, stop_begun, sick;
+    bool drained;    /* the last claim left `ready` empty: a freed slot alone is no reason
+                        to claim (whatever becomes claimable publishes a wake-up), but a
+                        scheduled retry is (its due time arms the wake timer) */
     int store_calls; /* claim/renew replies outstanding: the processor outlives them */
     uv_timer_t wake, renew, disk, grace, bw;
     int open_handles;
@@ -99,6 +102,7 @@ struct dl {
     /* the pending store_dl_finish, kept to resend after a reconnect */
     store_dl_op_t op;
     uint64_t delay;
+    store_origin_t origin; /* what the attempt said about the origin (signal static) */
     char **kv;
     dl_t *prev, *next;
 };
@@ -143,6 +147,7 @@ static void stop_check(processor_t *p);
 static void dl_done(dl_t *d)
 {
     processor_t *p = d->p;
+    store_dl_op_t op = d->op;
     if (d->prev)
         d->prev->next = d->next;
     else
@@ -159,7 +164,7 @@ static void dl_done(dl_t *d)
     free(d);
     if (p->stopping)
         stop_check(p);
-    else
+    else if (!p->drained || op != STORE_DL_DONE) /* a retry: learn its due time */
         maybe_claim(p);
 }
 
@@ -191,7 +196,7 @@ static void finish_send(dl_t *d)
 {
     processor_t *p = d->p;
     store_dl_finish(p->store, d->c.job.id, d->c.job.aggr_id, p->app->instance, d->op, d->delay,
-                    p->cfg->retention_ms, (const char *const *)d->kv, on_finished, d);
+                    p->cfg->retention_ms, &d->origin, (const char *const *)d->kv, on_finished, d);
 }
 
 /* Records an outcome: kv is a NULL-terminated list of field, value, ... (copied). */
@@ -452,6 +457,23 @@ static void count_response(stats_t *s, const fetch_result_t *res)
 
 static void fetch_begin(dl_t *d);
 
+/* What the attempt tells about the origin, for dl_finish.lua: a 429/503 pauses the
+ * aggregation (Retry-After or exponential, capped at processor.max_pause); with
+ * processor.adaptive_limits those and timeouts halve its effective concurrency and
+ * successes grow it back. Set before the outcome is recorded; finalising errors later
+ * (ours, not the origin's) keep "ok": the origin answered well. */
+static void origin_signal(dl_t *d, const fetch_result_t *res)
+{
+    const char *sig = res->ok                     ? "ok"
+                      : res->response_code == 429 ? "429"
+                      : res->response_code == 503 ? "503"
+                      : res->timed_out            ? "timeout"
+                                                  : "";
+    d->origin = (store_origin_t){sig, res->ok ? 0 : (uint64_t)res->retry_after_ms,
+                                 d->p->cfg->max_pause_ms, d->p->cfg->adaptive_limits};
+    if (!res->ok && *sig) metrics_pushback(sig);
+}
+
 static void on_fetched(fetch_t *f, const fetch_result_t *res, void *arg)
 {
     (void)f;
@@ -477,6 +499,7 @@ static void on_fetched(fetch_t *f, const fetch_result_t *res, void *arg)
             record_requeue(d, "download interrupted by shutdown");
         return;
     }
+    origin_signal(d, res);
     if (!res->ok) {
         record_failure(d, res->error, res->retriable, res->internal, res->retry_after_ms,
                        res->response_code);
@@ -539,8 +562,10 @@ static void fetch_begin(dl_t *d)
 {
     processor_t *p = d->p;
     const store_claimed_t *c = &d->c;
-    /* every download is sniffed: S3 objects get the detected type as their Content-Type,
-     * files as the xattr that GET /files/... serves (files.h) */
+    /* sniffed only when the job needs the type (libmagic on the loop costs 20-700 us);
+     * S3 objects get it as their Content-Type, files as the xattr that GET /files/...
+     * serves, which otherwise detects the type at the first serve (api.c) */
+    bool check = (c->job.mime_type && *c->job.mime_type) || c->job.extract_image_size || to_s3(d);
     /* only a job claimed before can have a partial file here (one thread-pool job) */
     bool resume = c->job.tried && !d->fresh;
     fetch_req_t req = {
@@ -549,7 +574,7 @@ static void fetch_begin(dl_t *d)
         .headers = &c->job.request_headers,
         .timeout_s = c->job.download_timeout,
         .tmp_path = d->tmp,
-        .on_head = on_head,
+        .on_head = check ? on_head : NULL,
         .head_arg = d,
         .mem_limit = SMALL_BODY, /* small files: one thread-pool job (write, fsync, rename) */
         .checksum = c->job.checksum && *c->job.checksum ? c->job.checksum : NULL,
@@ -639,22 +664,35 @@ static void on_bw_timer(uv_timer_t *t)
 
 /* ---------- claiming ---------- */
 
-static void on_wake_timer(uv_timer_t *t)
+/* A wake-up (timer or message) that finds no free slot is kept for the next freed one. */
+static void woken(processor_t *p)
 {
-    maybe_claim(t->data);
+    p->drained = false;
+    maybe_claim(p);
 }
 
-/* Arms the wake timer for the earliest of the next delayed retry and lease deadline. */
-static void arm_wake(processor_t *p, long long next_due, long long next_lease, long long now)
+static void on_wake_timer(uv_timer_t *t)
+{
+    woken(t->data);
+}
+
+/* Arms the wake timer for the earliest of the next delayed retry, lease deadline and
+ * throttled aggregation (its pause ends or its rate allows the next start). The last
+ * is a start that must not come late (each late start lowers the rate): 1 ms slack,
+ * for the loop's and Redis' clocks turning their milliseconds at different instants,
+ * where the others get 5 ms. */
+static void arm_wake(processor_t *p, const store_claim_times_t *t)
 {
     long long at = 0;
-    if (next_due > 0) at = next_due;
-    if (next_lease > 0 && (at == 0 || next_lease < at)) at = next_lease;
+    if (t->next_due > 0) at = t->next_due + 5;
+    if (t->next_lease > 0 && (at == 0 || t->next_lease + 5 < at)) at = t->next_lease + 5;
+    if (t->next_throttled > 0 && (at == 0 || t->next_throttled + 1 < at))
+        at = t->next_throttled + 1;
     if (at == 0) {
         uv_timer_stop(&p->wake);
         return;
     }
-    long long in = at - now + 5;
+    long long in = at - t->now;
     uv_timer_start(&p->wake, on_wake_timer, in < 1 ? 1 : (uint64_t)in, 0);
 }
 
@@ -669,12 +707,13 @@ static bool running_here(processor_t *p, const store_claimed_t *c)
     return strmap_get(&p->held, member) > 0;
 }
 
-static void on_claimed(store_rc_t rc, store_claimed_t *jobs, size_t n, long long next_due,
-                       long long next_lease, long long now, void *arg)
+static void on_claimed(store_rc_t rc, store_claimed_t *jobs, size_t n, const store_claim_times_t *t,
+                       void *arg)
 {
     processor_t *p = arg;
     p->claiming = false;
     p->store_calls--;
+    p->drained = rc == STORE_OK && t->ready_left == 0;
     if (rc != STORE_OK) {
         free(jobs);
         if (rc == STORE_ERROR && !p->stopping) uv_timer_start(&p->wake, on_wake_timer, 1000, 0);
@@ -690,7 +729,8 @@ static void on_claimed(store_rc_t rc, store_claimed_t *jobs, size_t n, long long
             dl_start(p, &jobs[i]);
     }
     free(jobs);
-    arm_wake(p, next_due, next_lease, now);
+    metrics_rate_waits(t->rate_waits);
+    arm_wake(p, t);
     if (n > 0 && !uv_is_active((uv_handle_t *)&p->renew)) {
         uint64_t every = p->cfg->download_lease_ms / 3;
         uv_timer_start(&p->renew, on_renew_timer, every, every);
@@ -723,7 +763,7 @@ static void on_wake(store_wake_t kind, void *arg)
     processor_t *p = arg;
     if (kind == STORE_WAKE_BW && !uv_is_active((uv_handle_t *)&p->bw))
         uv_timer_start(&p->bw, on_bw_timer, 0, 0); /* once for a burst of wake-ups */
-    if (kind == STORE_WAKE_DL || kind == STORE_WAKE_ALL) maybe_claim(p);
+    if (kind == STORE_WAKE_DL || kind == STORE_WAKE_ALL) woken(p);
 }
 
 static void on_state(bool up, void *arg)
@@ -740,7 +780,7 @@ static void on_state(bool up, void *arg)
     /* renew before claiming: a lease that expired while Redis was away is still ours
      * until a claim takes it back, and commands run in order on the connection */
     if (p->n_active > 0) on_renew_timer(&p->renew);
-    maybe_claim(p);
+    woken(p);
 }
 
 /* ---------- leases ---------- */

@@ -35,6 +35,7 @@ enum {
     S_FAILED,
     S_HISTORY,
     S_INSTANCES,
+    S_JOB_STATUS,
     S_LIVE,
     S_REAP_CLAIM,
     S_REAP_DONE,
@@ -55,11 +56,13 @@ enum {
 };
 
 static const char *script_names[S_COUNT] = {
-    "aggregations.lua", "cb_claim.lua",   "cb_finish.lua", "cb_renew.lua",    "claim.lua",
-    "dl_finish.lua",    "enqueue.lua",    "failed.lua",    "history.lua",     "instances.lua",
-    "live.lua",         "reap_claim.lua", "reap_done.lua", "renew.lua",       "retry.lua",
-    "retrying.lua",     "stats_get.lua",  "stats_put.lua", "aggr_get.lua",    "aggr_jobs.lua",
-    "aggr_patch.lua",   "aggr_purge.lua", "cancel.lua",    "failed_page.lua", "failed_retry.lua"};
+    "aggregations.lua", "cb_claim.lua",   "cb_finish.lua",   "cb_renew.lua",
+    "claim.lua",        "dl_finish.lua",  "enqueue.lua",     "failed.lua",
+    "history.lua",      "instances.lua",  "job_status.lua",  "live.lua",
+    "reap_claim.lua",   "reap_done.lua",  "renew.lua",       "retry.lua",
+    "retrying.lua",     "stats_get.lua",  "stats_put.lua",   "aggr_get.lua",
+    "aggr_jobs.lua",    "aggr_patch.lua", "aggr_purge.lua",  "cancel.lua",
+    "failed_page.lua",  "failed_retry.lua"};
 
 typedef struct {
     char *body;
@@ -975,6 +978,7 @@ void store_enqueue(store_t *s, const job_t *job, store_done_fn done, void *arg)
     args_addf(&a, "%ld", job->aggr_limit);
     args_add(&a, job->aggr_proxy ? "1" : "0");
     args_add(&a, job->aggr_proxy);
+    args_addf(&a, "%.17g", job->aggr_rate);
     job_encode(&a, job);
     run(s, S_ENQUEUE, &a, enqueue_reply, cb_new((void *)done, arg));
 }
@@ -1023,17 +1027,11 @@ static void hash_reply(store_t *s, redisReply *r, void *arg)
     cb_t *c = arg;
     store_hash_fn done = (store_hash_fn)c->done;
     store_rc_t rc = reply_rc(r);
-    redisReply *h = r, *ttl = NULL;
-    if (rc == STORE_OK && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[0]->type == REDIS_REPLY_ARRAY) { /* MULTI: HGETALL + PTTL */
-        h = r->element[0];
-        ttl = r->element[1];
-    }
-    if (rc == STORE_OK && (h->type != REDIS_REPLY_ARRAY)) rc = STORE_ERROR;
-    if (rc == STORE_OK && h->elements == 0) rc = STORE_NOTFOUND;
+    if (rc == STORE_OK && r->type != REDIS_REPLY_ARRAY) rc = STORE_ERROR;
+    if (rc == STORE_OK && r->elements == 0) rc = STORE_NOTFOUND;
     size_t n = 0;
-    const char **kv = rc == STORE_OK ? reply_strings(h, 0, &n) : NULL;
-    done(rc, kv, n, ttl ? reply_ll(ttl) : -1, c->arg);
+    const char **kv = rc == STORE_OK ? reply_strings(r, 0, &n) : NULL;
+    done(rc, kv, n, -1, c->arg);
     free(kv);
     free(c);
 }
@@ -1043,21 +1041,46 @@ static void ignore_reply(store_t *s, redisReply *r, void *arg)
     (void)s, (void)r, (void)arg;
 }
 
-void store_job_status(store_t *s, const char *id, store_hash_fn done, void *arg)
+/* The throttle view {rate, effective limit, paused until ms, waiting} of an
+ * aggregation, as throttle_view in lib.lua returns it, from elements e[0..3]. */
+static void throttle_from(store_aggr_t *a, redisReply **e)
 {
-    char key[64];
-    snprintf(key, sizeof key, "job:%s", id);
+    a->rate = strtod(reply_str(e[0]), NULL);
+    a->effective = (long)reply_ll(e[1]);
+    a->paused_until_ms = reply_ll(e[2]);
+    a->waiting = reply_str(e[3]);
+}
+
+static void status_reply(store_t *s, redisReply *r, void *arg)
+{
+    (void)s;
+    cb_t *c = arg;
+    store_status_fn done = (store_status_fn)c->done;
+    store_rc_t rc = reply_rc(r);
+    if (rc == STORE_OK &&
+        (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+         r->element[0]->type != REDIS_REPLY_ARRAY || r->element[2]->type != REDIS_REPLY_ARRAY))
+        rc = STORE_ERROR;
+    if (rc == STORE_OK && r->element[0]->elements == 0) rc = STORE_NOTFOUND;
+    size_t n = 0;
+    const char **kv = rc == STORE_OK ? reply_strings(r->element[0], 0, &n) : NULL;
+    store_aggr_t aggr = {0}, *ap = NULL;
+    if (rc == STORE_OK && r->element[2]->elements == 5) {
+        ap = &aggr;
+        aggr.limit = (long)reply_ll(r->element[2]->element[0]);
+        throttle_from(ap, r->element[2]->element + 1);
+    }
+    done(rc, kv, n, rc == STORE_OK ? reply_ll(r->element[1]) : -1, ap, c->arg);
+    free(kv);
+    free(c);
+}
+
+void store_job_status(store_t *s, const char *id, store_status_fn done, void *arg)
+{
     args_t a = {0};
-    args_add(&a, "MULTI");
-    run(s, -1, &a, ignore_reply, NULL);
-    args_add(&a, "HGETALL");
-    args_add(&a, key);
-    run(s, -1, &a, ignore_reply, NULL);
-    args_add(&a, "PTTL");
-    args_add(&a, key);
-    run(s, -1, &a, ignore_reply, NULL);
-    args_add(&a, "EXEC");
-    run(s, -1, &a, hash_reply, cb_new((void *)done, arg));
+    script_args(s, &a, S_JOB_STATUS, 0, NULL);
+    args_add(&a, id);
+    run(s, S_JOB_STATUS, &a, status_reply, cb_new((void *)done, arg));
 }
 
 void store_stats_get(store_t *s, const char *component, store_hash_fn done, void *arg)
@@ -1074,12 +1097,17 @@ static void aggrs_reply(store_t *s, redisReply *r, void *arg)
     cb_t *c = arg;
     store_rc_t rc = reply_rc(r);
     if (rc == STORE_OK && r->type != REDIS_REPLY_ARRAY) rc = STORE_ERROR;
-    size_t n = rc == STORE_OK ? r->elements / 6 : 0;
+    size_t n = rc == STORE_OK ? r->elements / 10 : 0;
     store_aggr_t *list = calloc(n + 1, sizeof *list);
     for (size_t i = 0; i < n; i++) {
-        redisReply **e = r->element + i * 6;
-        list[i] = (store_aggr_t){reply_str(e[0]), (long)reply_ll(e[1]), reply_str(e[2]),
-                                 reply_ll(e[3]),  reply_ll(e[4]),       reply_ll(e[5])};
+        redisReply **e = r->element + i * 10;
+        list[i] = (store_aggr_t){.id = reply_str(e[0]),
+                                 .limit = (long)reply_ll(e[1]),
+                                 .proxy = reply_str(e[2]),
+                                 .ready = reply_ll(e[3]),
+                                 .delayed = reply_ll(e[4]),
+                                 .inflight = reply_ll(e[5])};
+        throttle_from(&list[i], e + 6);
     }
     ((store_aggrs_fn)c->done)(rc, list, n, c->arg);
     free(list);
@@ -1258,20 +1286,23 @@ void store_depths(store_t *s, store_depths_fn done, void *arg)
 
 /* ---------- processor ---------- */
 
-/* A claim script's reply is {entries, next_due, next_lease, now}. Returns the entries
- * (NULL with *rc set when the reply has another shape) and fills the three times. */
-typedef struct {
-    long long due, lease, now;
-} claim_times_t;
-
-static redisReply *claim_shape(redisReply *r, store_rc_t *rc, claim_times_t *t)
+/* A claim script's reply is {entries, next_due, next_lease, now[, next_throttled,
+ * rate_waits, ready_left]} (the last three from claim.lua only). Returns the entries (NULL with *rc
+ * set when the reply has another shape) and fills the times. */
+static redisReply *claim_shape(redisReply *r, store_rc_t *rc, store_claim_times_t *t)
 {
     *rc = reply_rc(r);
     if (*rc == STORE_OK && (r->type != REDIS_REPLY_ARRAY || r->elements < 4 ||
                             r->element[0]->type != REDIS_REPLY_ARRAY))
         *rc = STORE_ERROR;
     if (*rc != STORE_OK) return NULL;
-    *t = (claim_times_t){reply_ll(r->element[1]), reply_ll(r->element[2]), reply_ll(r->element[3])};
+    *t = (store_claim_times_t){
+        reply_ll(r->element[1]), reply_ll(r->element[2]), reply_ll(r->element[3]), 0, 0, -1};
+    if (r->elements >= 7) {
+        t->next_throttled = reply_ll(r->element[4]);
+        t->rate_waits = reply_ll(r->element[5]);
+        t->ready_left = reply_ll(r->element[6]);
+    }
     return r->element[0];
 }
 
@@ -1291,7 +1322,7 @@ static void claim_reply(store_t *s, redisReply *r, void *arg)
     cb_t *c = arg;
     store_claim_fn done = (store_claim_fn)c->done;
     store_rc_t rc;
-    claim_times_t t = {0};
+    store_claim_times_t t = {0};
     redisReply *list = claim_shape(r, &rc, &t);
     store_claimed_t *jobs = list ? calloc(list->elements + 1, sizeof *jobs) : NULL;
     size_t n = 0;
@@ -1308,7 +1339,7 @@ static void claim_reply(store_t *s, redisReply *r, void *arg)
             if (strcmp(reply_str(e->element[k]), "AggrProcs") == 0)
                 cl->bw_procs = atoll(reply_str(e->element[k + 1]));
     }
-    done(rc, jobs, n, t.due, t.lease, t.now, c->arg);
+    done(rc, jobs, n, &t, c->arg);
     free(c);
 }
 
@@ -1381,7 +1412,8 @@ void store_renew(store_t *s, const char *owner, uint64_t lease_ms, const char *c
 
 void store_dl_finish(store_t *s, const char *id, const char *aggr, const char *owner,
                      store_dl_op_t op, uint64_t delay_ms, uint64_t retention_ms,
-                     const char *const *kv, store_done_fn done, void *arg)
+                     const store_origin_t *origin, const char *const *kv, store_done_fn done,
+                     void *arg)
 {
     static const char *ops[] = {"done", "delay", "requeue"};
     args_t a = {0};
@@ -1392,6 +1424,10 @@ void store_dl_finish(store_t *s, const char *id, const char *aggr, const char *o
     args_add(&a, ops[op]);
     args_addf(&a, "%llu", (unsigned long long)delay_ms);
     args_addf(&a, "%llu", (unsigned long long)retention_ms);
+    args_add(&a, origin->signal ? origin->signal : "");
+    args_addf(&a, "%llu", (unsigned long long)origin->retry_after_ms);
+    args_addf(&a, "%llu", (unsigned long long)origin->max_pause_ms);
+    args_add(&a, origin->adaptive ? "1" : "0");
     args_add_kv(&a, kv);
     run(s, S_DL_FINISH, &a, done_reply, cb_new((void *)done, arg));
 }
@@ -1403,13 +1439,13 @@ static void cb_claim_reply(store_t *s, redisReply *r, void *arg)
     (void)s;
     cb_t *c = arg;
     store_rc_t rc;
-    claim_times_t t = {0};
+    store_claim_times_t t = {0};
     redisReply *list = claim_shape(r, &rc, &t);
     size_t n = list ? list->elements : 0;
     job_t *jobs = list ? calloc(n + 1, sizeof *jobs) : NULL;
     for (size_t i = 0; i < n; i++)
         decode_entry(list->element[i], 0, &jobs[i]);
-    ((store_cb_claim_fn)c->done)(rc, jobs, n, t.due, t.lease, t.now, c->arg);
+    ((store_cb_claim_fn)c->done)(rc, jobs, n, t.next_due, t.next_lease, t.now, c->arg);
     free(c);
 }
 

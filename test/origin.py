@@ -27,6 +27,9 @@ Origin endpoints
         stall=1            send the headers, then hang until the client goes away
         nocl=1             no Content-Length: chunked transfer encoding
         aggr=<name>        concurrency accounting, see /_stats (works on every path)
+        busy_over=<k>      with aggr: answer 503 (no Retry-After) when more than k
+                           requests of that aggr are in progress, this one included
+                           (an origin that struggles); counted as "rejected" in /_stats
       Resumable bodies (/data only):
         ranges=1           Accept-Ranges: bytes and ETag: "<etag>" (default "v1", see
                            /_etag; the body depends on it: byte i = ((i + s) * 31) % 251
@@ -52,7 +55,7 @@ Control endpoints (never recorded in /_requests)
                   {"status": 503, "headers": {"Retry-After": "1"}, "body": "..."}]}
                  The next requests to that path (query ignored) get these answers
                  in order (empty body unless "body"), then normal service resumes.
-  GET  /_stats   {"<aggr>": {"current": n, "max": n, "count": n}, ...}: requests with
+  GET  /_stats   {"<aggr>": {"current": n, "max": n, "count": n, "rejected": n}, ...}: requests with
                  aggr=<aggr> in progress now, at most at once, in total. A request is in
                  progress from the arrival of its head until it is answered or the client
                  closes the connection (FIN or RST), whichever comes first: a download the
@@ -64,7 +67,8 @@ Control endpoints (never recorded in /_requests)
   POST /_reset   clears stats, scripts, recorded requests, callbacks, sink state,
                  etags, cuts and served bytes.
   GET  /_requests JSON list of {"method", "path", "query", "headers", "target",
-                 "conn"} of the last 10,000 requests (headers: object, names as
+                 "conn", "t"} of the last 10,000 requests (t: arrival time of the
+                 head, Unix ms with a fraction; headers: object, names as
                  sent, repeated names joined with ", "; target: the request-target
                  as sent, absolute when it came through a proxy; conn: sequence
                  number of the TCP connection, equal numbers = a reused
@@ -91,6 +95,7 @@ import os
 import signal
 import socket
 import struct
+import time
 import traceback
 import urllib.parse
 
@@ -167,7 +172,7 @@ class State:
         s["samples"].append([asyncio.get_running_loop().time(), s["bytes"]])
 
     def enter(self, aggr):
-        s = self.stats.setdefault(aggr, {"current": 0, "max": 0, "count": 0})
+        s = self.stats.setdefault(aggr, {"current": 0, "max": 0, "count": 0, "rejected": 0})
         s["current"] += 1
         s["count"] += 1
         s["max"] = max(s["max"], s["current"])
@@ -510,13 +515,18 @@ class Conn:
             return await self.control(req)
         self.state.requests.append({"method": req.method, "path": req.path,
                                     "query": req.query, "headers": req.header_dict(),
-                                    "target": req.target, "conn": self.conn_id})
+                                    "target": req.target, "conn": self.conn_id,
+                                    "t": time.time() * 1000})
         aggr = req.args.get("aggr")
         if aggr is None:
             return await self.route(req)
         self.state.enter(aggr)
         self.counting = aggr
         try:
+            stats = self.state.stats[aggr]
+            if "busy_over" in req.args and stats["current"] > int(req.args["busy_over"]):
+                stats["rejected"] += 1
+                return await self.send(req, 503, body=b"busy\n")
             await self.route(req)
         finally:
             self.stop_counting()

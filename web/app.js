@@ -123,7 +123,7 @@
     const aggrKeys = new Map();
     for (const { hosts, v } of unique(results, 'aggrs')) {
       for (const a of v) {
-        const key = [a.id, a.limit, a.proxy, a.ready, a.delayed, a.inflight].join('\u0000');
+        const key = [a.id, a.limit, a.proxy, a.ready, a.delayed, a.inflight, a.rate, a.effective_limit, a.paused_until_ms].join('\u0000');
         if (aggrKeys.has(key)) { aggrKeys.get(key).hosts.push(...hosts); continue; }
         const row = Object.assign({ hosts: hosts.slice() }, a);
         aggrKeys.set(key, row);
@@ -237,18 +237,39 @@
       el('span', { class: 'n' }, n), el('span', { class: 'muted' }, '/' + limit));
   }
 
+  /* Limit cell: the effective limit against the limit when origin pushback lowered it. */
+  function limitCell(a) {
+    const eff = a.effective_limit === undefined ? a.limit : a.effective_limit;
+    if (eff >= a.limit) return String(a.limit);
+    return el('span', { title: 'lowered to ' + eff + ' after origin pushback (adaptive limit), limit ' + a.limit },
+      el('span', { class: 'n' }, eff), el('span', { class: 'muted' }, '/' + a.limit));
+  }
+
+  /* Aggregation cell: the id, with a badge while it is paused (429/503) or waits for its rate. */
+  function aggrCell(a) {
+    const kids = [a.id];
+    if (a.paused_until_ms > 0) {
+      const until = new Date(a.paused_until_ms).toLocaleTimeString();
+      kids.push(' ', el('span', { class: 'badge paused', title: 'the origin answered 429/503: no new download starts until then' }, 'paused until ' + until));
+    } else if (a.waiting === 'rate') {
+      kids.push(' ', el('span', { class: 'badge rate', title: 'the next start waits for aggr_rate' }, 'rate'));
+    }
+    return kids;
+  }
+
   function renderAggregations(m) {
     const q = $('#aggr-filter').value.trim().toLowerCase();
     const list = m.aggrs.filter((a) => !q || a.id.toLowerCase().includes(q) || (a.proxy || '').toLowerCase().includes(q));
     const rows = list.map((a) => el('tr', { 'data-aggr': a.id },
-      el('td', { class: 'mono', title: a.name }, a.id),
-      el('td', { class: 'num c-limit opt' }, a.limit),
+      el('td', { class: 'mono', title: a.name }, ...aggrCell(a)),
+      el('td', { class: 'num c-limit opt', 'data-value': a.limit }, limitCell(a)),
+      el('td', { class: 'num c-rate opt', 'data-value': a.rate || 0 }, a.rate > 0 ? a.rate + '/s' : '—'),
       el('td', { class: 'mono muted' }, a.proxy || '—'),
       el('td', { class: 'num c-ready' }, num(a.ready)),
       el('td', { class: 'num c-delayed' }, num(a.delayed)),
       el('td', { class: 'num c-inflight', 'data-value': a.inflight }, usage(a.inflight, a.limit)),
       el('td', { class: 'host-col muted' }, a.hosts.join(', '))));
-    fillBody($('#aggregations'), rows, 7, q ? 'No aggregation matches the filter' : 'No aggregation has work right now');
+    fillBody($('#aggregations'), rows, 8, q ? 'No aggregation matches the filter' : 'No aggregation has work right now');
     $('#aggr-count').textContent = q ? list.length + ' of ' + m.aggrs.length : m.aggrs.length ? String(m.aggrs.length) : '';
   }
 

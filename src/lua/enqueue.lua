@@ -1,21 +1,26 @@
--- Enqueue one job (API). ARGV: id, aggr, limit, proxy_given ("0"/"1"), proxy,
--- then job hash field/value pairs. Returns 1, or 0 when the id is taken.
+-- Enqueue one job (API). ARGV: id, aggr, limit, proxy_given ("0"/"1"), proxy, rate
+-- (starts per second, 0 = none), then job hash field/value pairs. Returns 1, or 0 when
+-- the id is taken.
 local id, a = ARGV[1], ARGV[2]
 local jk = 'job:' .. id
 local now = now_ms()
 -- CreatedAt is always set, so HSETNX doubles as the existence check
 if redis.call('HSETNX', jk, 'CreatedAt', now) == 0 then return 0 end
-redis.call('HSET', jk, 'UpdatedAt', now, unpack(ARGV, 6))
+redis.call('HSET', jk, 'UpdatedAt', now, unpack(ARGV, 7))
 local ak = 'aggr:' .. a
 local new_aggr
 if ARGV[4] == '1' then
-  new_aggr = redis.call('HSET', ak, 'limit', ARGV[3], 'proxy', ARGV[5])
+  new_aggr = redis.call('HSET', ak, 'limit', ARGV[3], 'rate', ARGV[6], 'proxy', ARGV[5])
 else
-  new_aggr = redis.call('HSET', ak, 'limit', ARGV[3])
+  new_aggr = redis.call('HSET', ak, 'limit', ARGV[3], 'rate', ARGV[6])
 end
 -- only enqueue sets `limit`, together with the `aggrs` entry (gc removes both): a new
--- field means an aggregation that is not listed yet
-if new_aggr > 0 then redis.call('SADD', 'aggrs', a) end
+-- field means an aggregation that is not listed yet. gc may have kept such a hash,
+-- without `limit`, with a TTL while a pause or rate wait held: it is live again.
+if new_aggr > 0 then
+  redis.call('PERSIST', ak)
+  redis.call('SADD', 'aggrs', a)
+end
 -- aggr_bandwidth comes as a job field but belongs to the aggregation (a later job that
 -- gives one replaces it, like the limit)
 local bw = redis.call('HGET', jk, 'AggrBandwidth')
@@ -24,6 +29,5 @@ if bw then
   redis.call('HDEL', jk, 'AggrBandwidth')
 end
 local qlen = redis.call('RPUSH', 'q:' .. a, id)
-local limit, inflight = aggr_state(a)
-mark_ready(a, limit, inflight, qlen)
+mark_ready(a, aggr_state(a), qlen)
 return 1

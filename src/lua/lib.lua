@@ -3,11 +3,18 @@
 -- (ids never contain ':'), so an aggregation's counters can be fixed even when the
 -- job hash is gone.
 local DEFAULT_LIMIT = 4
+-- lateness of a rate-limited start that the next start may make up (claim.lua)
+local RATE_TOLERANCE_MS = 5
 local WAKE = 'downloader:wake'
 
+-- Redis' clock, read once per script run (a script runs atomically: one instant).
+local clock_ms
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not clock_ms then
+    local t = redis.call('TIME')
+    clock_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock_ms
 end
 
 local function split_member(m)
@@ -21,44 +28,113 @@ local function limit_of(v)
   return l
 end
 
--- An aggregation's limit, in-flight and delayed counts and proxy, in one read.
+-- An aggregation's state in one read: limit, inflight, delayed, proxy, rate (starts
+-- per second, 0 = none), next_start (ms: the earliest start the rate allows), paused
+-- (ms: paused until, after a 429/503), streak (429/503 in a row), eff (the effective
+-- concurrency: the limit, or less after origin pushback), ok (successes since eff last
+-- changed), pushed (when the latest pushback was applied), held (an operator paused it
+-- with PATCH /aggregations/<a>: it stays out of `ready` and `throttled` and is not
+-- forgotten when empty).
 local function aggr_state(a)
-  local h = redis.call('HMGET', 'aggr:' .. a, 'limit', 'inflight', 'delayed', 'proxy')
-  return limit_of(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0, h[4] or ''
+  local h = redis.call('HMGET', 'aggr:' .. a, 'limit', 'inflight', 'delayed', 'proxy', 'rate',
+    'next_start', 'paused_until', 'pause_streak', 'effective', 'ok_streak', 'pushed_at',
+    'paused')
+  local st = {limit = limit_of(h[1]), inflight = tonumber(h[2]) or 0,
+    delayed = tonumber(h[3]) or 0, proxy = h[4] or '', rate = tonumber(h[5]) or 0,
+    next_start = tonumber(h[6]) or 0, paused = tonumber(h[7]) or 0,
+    streak = tonumber(h[8]) or 0, ok = tonumber(h[10]) or 0, pushed = tonumber(h[11]) or 0,
+    held = h[12] ~= false}
+  local eff = tonumber(h[9])
+  if not eff or eff > st.limit then eff = st.limit end
+  st.eff = eff
+  return st
 end
 
--- An operator paused the aggregation (PATCH /aggregations/<a>): it stays out of
--- `ready` and is not forgotten when empty.
-local function is_paused(a)
-  return redis.call('HEXISTS', 'aggr:' .. a, 'paused') == 1
+-- When the aggregation may start its next download: the end of a pause, or the next
+-- start its rate allows (0: now).
+local function gate_of(st)
+  local g = st.paused
+  if st.rate > 0 and st.next_start > g then g = st.next_start end
+  return g
 end
 
--- Puts an aggregation in the round-robin `ready` set when it has queued jobs (qlen)
--- and a free slot, and wakes idle processors when it was not there yet.
-local function mark_ready(a, limit, inflight, qlen)
-  if inflight >= limit or qlen == 0 then return end
-  if redis.call('ZSCORE', 'ready', a) then return end
-  if is_paused(a) then return end
+-- Parks an aggregation that has work and a free slot but must wait (pause or rate) in
+-- `throttled`, scored by when it becomes claimable; claim.lua moves it back to `ready`
+-- then. wake: publish a wake-up when it became the earliest entry, so that an idle
+-- processor re-arms its timer.
+local function park(a, gate, wake)
+  redis.call('ZREM', 'ready', a)
+  local was = tonumber(redis.call('ZSCORE', 'throttled', a))
+  if was and math.abs(was - gate) < 0.001 then return end -- parked already (a finish)
+  redis.call('ZADD', 'throttled', gate, a)
+  if wake and redis.call('ZRANGE', 'throttled', 0, 0)[1] == a then
+    redis.call('PUBLISH', WAKE, 'dl')
+  end
+end
+
+-- Puts an aggregation in the round-robin `ready` set when it has queued jobs (qlen),
+-- a free slot under its effective limit and no pause or rate wait (otherwise parks it
+-- in `throttled`), and wakes idle processors when it was not there yet (unless quiet:
+-- the caller is a claim that takes it itself). Returns true when it added it.
+local function mark_ready(a, st, qlen, quiet)
+  if st.held or st.inflight >= st.eff or qlen == 0 then return false end
+  local gate = gate_of(st)
+  if gate > now_ms() then
+    park(a, gate, true)
+    return false
+  end
+  if redis.call('ZSCORE', 'ready', a) then return false end
+  redis.call('ZREM', 'throttled', a)
   redis.call('ZADD', 'ready', redis.call('INCR', 'ready:seq'), a)
-  redis.call('PUBLISH', WAKE, 'dl')
+  if not quiet then redis.call('PUBLISH', WAKE, 'dl') end
+  return true
 end
 
--- Forgets an aggregation that has nothing queued, delayed or in flight.
-local function gc_aggr(a, inflight, delayed, qlen)
-  if inflight > 0 or delayed > 0 or qlen > 0 then return end
-  if is_paused(a) then return end
-  redis.call('DEL', 'aggr:' .. a, 'bwp:' .. a)
+-- Forgets an aggregation that has nothing queued, delayed or in flight. While a pause
+-- or the rate still holds, its hash stays (unlisted, limit removed so that enqueue
+-- sees a new aggregation) until then, so a job enqueued meanwhile still waits.
+local function gc_aggr(a, st, qlen)
+  if st.held or st.inflight > 0 or st.delayed > 0 or qlen > 0 then return end
+  local gate = gate_of(st)
+  if gate > now_ms() then
+    redis.call('HDEL', 'aggr:' .. a, 'limit', 'bandwidth')
+    redis.call('PEXPIREAT', 'aggr:' .. a, math.ceil(gate))
+    redis.call('DEL', 'bwp:' .. a)
+  else
+    redis.call('DEL', 'aggr:' .. a, 'bwp:' .. a)
+  end
   redis.call('SREM', 'aggrs', a)
   redis.call('ZREM', 'ready', a)
+  redis.call('ZREM', 'throttled', a)
 end
 
--- After an aggregation's counters or queue changed: ready again, or gone. qlen: its
--- queue length when the caller knows it.
-local function settle_aggr(a, qlen)
-  local limit, inflight, delayed = aggr_state(a)
+-- After an aggregation's counters or queue changed: ready again, or gone. st: its
+-- state as now stored; qlen: its queue length when the caller knows it; quiet: see
+-- mark_ready. Returns true when it went to `ready`.
+local function settle_state(a, st, qlen, quiet)
   qlen = qlen or redis.call('LLEN', 'q:' .. a)
-  mark_ready(a, limit, inflight, qlen)
-  gc_aggr(a, inflight, delayed, qlen)
+  local added = mark_ready(a, st, qlen, quiet)
+  gc_aggr(a, st, qlen)
+  return added
+end
+
+-- settle_state with the state read afresh.
+local function settle_aggr(a, qlen, quiet)
+  return settle_state(a, aggr_state(a), qlen, quiet)
+end
+
+-- What the dashboard and job status show of an aggregation's throttling: {rate,
+-- effective limit, paused until (0 when not paused), waiting ("pause", "rate" or "")}.
+local function throttle_view(st, qlen)
+  local now = now_ms()
+  local paused = st.paused > now and math.ceil(st.paused) or 0
+  local waiting = ''
+  if paused > 0 then
+    waiting = 'pause'
+  elseif st.rate > 0 and st.next_start > now and qlen > 0 and st.inflight < st.eff then
+    waiting = 'rate'
+  end
+  return {tostring(st.rate), st.eff, paused, waiting}
 end
 
 -- Bandwidth caps (issue 16): bwp:<aggr> counts each processor's running downloads of

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -157,8 +158,9 @@ static void assert_served_as(const char *id, const char *type)
     h_resp_free(&r);
 }
 
-/* The type detected at download time is stored with the file (user.mime_type) and
- * served; a file without it (stored by an older version) is application/octet-stream. */
+/* A job without mime_type is not sniffed by the processor (no user.mime_type after the
+ * download); the first serve detects the type from the file and caches it as the xattr.
+ * A file stored by an older version without the xattr is detected the same way. */
 static void test_files_served_with_detected_type(void **state)
 {
     (void)state;
@@ -172,13 +174,21 @@ static void test_files_served_with_detected_type(void **state)
     p = h_wait_callback(&env, data, 10000);
     assert_non_null(p);
     yajl_tree_free(p);
+    char t[64];
+    snprintf(path, sizeof path, "%s/files/%.3s/%s", env.dir, gif, gif);
+    assert_true(getxattr(path, "user.mime_type", t, sizeof t) < 0); /* not sniffed */
     assert_served_as(gif, "image/gif"); /* sniffed, not the origin's Content-Type */
+    ssize_t n = getxattr(path, "user.mime_type", t, sizeof t - 1);
+    assert_true(n > 0);
+    t[n] = 0;
+    assert_string_equal(t, "image/gif"); /* cached for later serves */
+    assert_served_as(gif, "image/gif");
     assert_served_as(data, "text/plain");
     snprintf(path, sizeof path, "%s/files/old", env.dir);
     assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
     snprintf(path, sizeof path, "%s/files/old/oldfile0001", env.dir);
     assert_int_equal(h_write_file(path, "no type stored"), 0);
-    assert_served_as("oldfile0001", "application/octet-stream");
+    assert_served_as("oldfile0001", "text/plain");
 }
 
 static void test_image_size_and_mime(void **state)

@@ -232,6 +232,27 @@ static void test_security_keys(void **state)
     config_free(&c);
 }
 
+/* processor.max_pause and adaptive_limits (rate limits, issue 14). */
+static void test_rate_limit_keys(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[512];
+    assert_int_equal(config_parse("{}", 2, 0, &c, err, sizeof err), 0);
+    assert_int_equal(c.max_pause_ms, 3600000);
+    assert_true(c.adaptive_limits);
+    config_free(&c);
+    const char *doc = "{\"processor\": {\"max_pause\": \"90s\", \"adaptive_limits\": false}}";
+    assert_int_equal(config_parse(doc, strlen(doc), 0, &c, err, sizeof err), 0);
+    assert_int_equal(c.max_pause_ms, 90000);
+    assert_false(c.adaptive_limits);
+    config_free(&c);
+    expect_error("{\"processor\": {\"max_pause\": 0}}", 0,
+                 "config: processor.max_pause must be greater than 0");
+    expect_error("{\"processor\": {\"adaptive_limits\": \"no\"}}", 0,
+                 "config: processor.adaptive_limits must be true or false");
+}
+
 /* Found by fuzz_config: a repeated "kafka" backend key (keys match case-insensitively)
  * with fewer properties than the first wrote past the end of the property array. The
  * last one wins, as for every other key. */
@@ -457,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_components_select_required_keys),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_security_keys),
+        cmocka_unit_test(test_rate_limit_keys),
         cmocka_unit_test(test_repeated_kafka_backend),
         cmocka_unit_test(test_s3_keys),
         cmocka_unit_test(test_syntax_error_names_line_and_column),
