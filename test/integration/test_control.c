@@ -646,9 +646,9 @@ static void test_cancel_during_finalisation(void **state)
     snprintf(store, sizeof store, "reap:http://127.0.0.1:%d/files", env.origin_port);
     char *lua = script_text("dl_finish.lua");
     redisReply *r = h_redis(rc,
-                            "EVAL %s 0 %s ctl-fin stand-in done 0 60000 DownloadState Success "
-                            "StoreKey %s",
-                            lua, id, store);
+                            "EVAL %s 0 %s ctl-fin stand-in done 0 60000 %s 0 0 0 "
+                            "DownloadState Success StoreKey %s",
+                            lua, id, "", store);
     free(lua);
     assert_non_null(r);
     assert_int_equal(r->integer, 2);
