@@ -1672,9 +1672,9 @@ void store_aggr_get(store_t *s, const char *aggr, store_aggr_info_fn done, void 
 void store_aggr_patch(store_t *s, const char *aggr, long limit, const char *rate, int paused,
                       store_aggr_info_fn done, void *arg)
 {
-    static const char *const keys[] = {"aggrs", "aggr:", "ready", "q:"};
+    static const char *const keys[] = {"aggrs", "aggr:", "ready", "q:", "throttled"};
     args_t a = {0};
-    aggr_script_args(s, &a, S_AGGR_PATCH, aggr, keys, 4);
+    aggr_script_args(s, &a, S_AGGR_PATCH, aggr, keys, 5);
     args_add(&a, aggr);
     if (limit > 0)
         args_addf(&a, "%ld", limit);
