@@ -654,7 +654,9 @@ bench_rate() {
     row "$B" "  processor CPU per start then" "$(fmt "$per_start") us" "" ""
     row "$B" "  Redis script calls per start then (all)" "$(fmt "$calls" 2)" "" ""
     row "$B" "  rate-limited jobs done after that window" "$rdone of $N" "< $N" "$(verdict [ "$rdone" -lt "$N" ])"
+}
 
+# ------------------------------------------------------------------------------------
 # 8. Operator control (issue 15)
 # ------------------------------------------------------------------------------------
 # Redis bytes per remembered (delivered) job, the time to list a page of 50 from a queue
