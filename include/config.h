@@ -37,6 +37,7 @@ typedef struct {
     uint64_t api_shutdown_grace_ms;
     char *api_auth_token;
     bool api_auth_read;
+    uint64_t api_idempotency_ttl_ms; /* how long an Idempotency-Key is remembered */
 
     /* processor */
     char *storage_dir;

@@ -23,7 +23,11 @@ typedef enum {
     STORE_ERROR,     /* Redis answered with an error, or an unexpected reply */
     STORE_EXISTS,    /* enqueue: the id is taken */
     STORE_NOTFOUND,  /* no such job / stats */
-    STORE_CONFLICT,  /* retry: callback not in state Failed; finish: lease lost */
+    STORE_CONFLICT,  /* retry: callback not in state Failed; finish: lease lost; enqueue:
+                        the Idempotency-Key was used with another body */
+    STORE_REPLAYED,  /* enqueue: the Idempotency-Key was used with this body: nothing created */
+    STORE_UNKNOWN,   /* enqueue: sent, but the connection was lost before the answer: Redis
+                        may still run it (it hung, or WAIT was cut off) */
     STORE_CANCELLED, /* dl_finish: the job was cancelled (its stored file is reaped) */
 } store_rc_t;
 
@@ -73,9 +77,21 @@ void store_close(store_t *s, void (*closed)(void *arg), void *arg);
 
 /* ---- api ---- */
 typedef void (*store_done_fn)(store_rc_t rc, const char *err, void *arg);
+
+/* An Idempotency-Key of POST /download: the record idem:<key> = "<digest>:<id>" lives
+ * for ttl_ms and is checked and written in the enqueue script itself. */
+typedef struct {
+    const char *key;    /* the header's value */
+    const char *digest; /* hex SHA-256 of the request body */
+    uint64_t ttl_ms;
+} store_idem_t;
+
 /* Writes the job hash, creates/updates the aggregation, queues and wakes: one script
- * call. job->id must be set. With redis.wait_replicas, done runs after WAIT. */
-void store_enqueue(store_t *s, const job_t *job, store_done_fn done, void *arg);
+ * call. job->id must be set. With redis.wait_replicas, done runs after WAIT. idem (NULL:
+ * none; must stay valid until done): a key seen with the same digest answers REPLAYED
+ * with the first job's id copied to job->id, with another digest CONFLICT; nothing is
+ * created then. DOWN: not sent, nothing happened; UNKNOWN: sent, no answer. */
+void store_enqueue(store_t *s, job_t *job, const store_idem_t *idem, store_done_fn done, void *arg);
 
 /* POST /retry: rc OK (queued or not), NOTFOUND, or CONFLICT with *job filled (for the
  * message) and `state` the callback state text. */

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
+#include <openssl/evp.h>
 #include <yajl/yajl_gen.h>
 
 #include "auth.h"
@@ -32,6 +33,8 @@
 
 #define ENQUEUE_TRIES 3
 #define REDIS_DOWN_MSG "Service unavailable: Redis is not reachable, try again later"
+#define IDEM_HEADER "Idempotency-Key"
+#define IDEM_KEY_MAX 255
 #define STATS_INTERVAL_MS 5000
 #define FAILED_DEFAULT 20
 #define FAILED_MAX 200
@@ -81,6 +84,8 @@ typedef struct {
     httpd_req_t *req;
     job_t job;
     int tries;
+    store_idem_t idem; /* idem.key NULL: no Idempotency-Key */
+    char digest[2 * EVP_MAX_MD_SIZE + 1];
 } enq_t;
 
 static void enq_free(enq_t *e)
@@ -97,20 +102,57 @@ static void respond_job_error(httpd_req_t *req, int status, const char *prefix, 
     httpd_respond_error(req, status, msg);
 }
 
+/* 201 {"id"}: a new job, or the first job of a repeated Idempotency-Key (replayed). */
+static void respond_created(httpd_req_t *req, const char *id, bool replayed)
+{
+    static const httpd_header_t h[] = {{"Content-Type", "application/json"},
+                                       {"Idempotent-Replayed", "true"}};
+    char body[64];
+    int n = snprintf(body, sizeof body, "{\"id\":\"%s\"}", id);
+    httpd_respond(req, 201, h, replayed ? 2 : 1, body, (size_t)n);
+}
+
+/* 503 when the enqueue was sent but Redis did not answer (it hung past
+ * redis.command_timeout, or WAIT was cut off): the job may exist, so the answer names
+ * its id, in X-Job-Id too, instead of inviting a blind retry. */
+static void respond_unknown(httpd_req_t *req, const char *id)
+{
+    const httpd_header_t h[] = {{"Content-Type", "text/plain; charset=utf-8"},
+                                {"X-Content-Type-Options", "nosniff"},
+                                {"Access-Control-Allow-Origin", "*"},
+                                {"X-Job-Id", id}};
+    char body[512];
+    int n = snprintf(body, sizeof body,
+                     "Service unavailable: Redis did not answer in time, the outcome is unknown: "
+                     "job %s may have been created. Check GET /download/%s, or retry with the "
+                     "same " IDEM_HEADER "\n",
+                     id, id);
+    httpd_respond(req, 503, h, 4, body, (size_t)n);
+}
+
 static void on_enqueued(store_rc_t rc, const char *err, void *arg)
 {
     enq_t *e = arg;
+    const store_idem_t *idem = e->idem.key ? &e->idem : NULL;
     if (rc == STORE_EXISTS && ++e->tries < ENQUEUE_TRIES && job_new_id(e->job.id) == 0) {
-        store_enqueue(e->app->store, &e->job, on_enqueued, e);
+        store_enqueue(e->app->store, &e->job, idem, on_enqueued, e);
         return;
     }
-    metrics_enqueue(rc == STORE_OK ? 201 : rc == STORE_DOWN ? 503 : 500);
-    if (rc == STORE_OK) {
-        char body[64];
-        int n = snprintf(body, sizeof body, "{\"id\":\"%s\"}", e->job.id);
-        httpd_respond(e->req, 201, json_only, 1, body, (size_t)n);
-        log_debug("api", "job enqueued", "job_id=%s aggregation_id=%s", e->job.id,
-                  log_q(e->job.aggr_id));
+    metrics_enqueue(rc == STORE_OK || rc == STORE_REPLAYED    ? 201
+                    : rc == STORE_CONFLICT                    ? 422
+                    : rc == STORE_DOWN || rc == STORE_UNKNOWN ? 503
+                                                              : 500);
+    if (rc == STORE_OK || rc == STORE_REPLAYED) {
+        respond_created(e->req, e->job.id, rc == STORE_REPLAYED);
+        log_debug("api", rc == STORE_OK ? "job enqueued" : "enqueue replayed",
+                  "job_id=%s aggregation_id=%s", e->job.id, log_q(e->job.aggr_id));
+    } else if (rc == STORE_CONFLICT) {
+        char msg[IDEM_KEY_MAX + 128];
+        snprintf(msg, sizeof msg,
+                 IDEM_HEADER " '%s' was already used with a different request body", e->idem.key);
+        httpd_respond_error(e->req, 422, msg);
+    } else if (rc == STORE_UNKNOWN) {
+        respond_unknown(e->req, e->job.id);
     } else if (rc == STORE_EXISTS) {
         respond_job_error(e->req, 500, "Could not find unique ID after 3 tries for ", &e->job, "");
     } else if (rc == STORE_DOWN) {
@@ -143,8 +185,34 @@ static bool parse_or_reject(httpd_req_t *req, job_t *job)
     return ok;
 }
 
+/* An Idempotency-Key is 1 to 255 printable ASCII characters. */
+static bool idem_key_ok(const char *k)
+{
+    size_t n = 0;
+    for (; k[n]; n++)
+        if (k[n] < 0x20 || k[n] > 0x7e || n == IDEM_KEY_MAX) return false;
+    return n > 0;
+}
+
+/* Hex SHA-256 of the request body: what a repeated key must match. */
+static bool body_digest(const httpd_req_t *req, char *hex)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!EVP_Digest(req->body, req->body_len, md, &n, EVP_sha256(), NULL)) return false;
+    for (unsigned int i = 0; i < n; i++)
+        sprintf(hex + 2 * i, "%02x", md[i]);
+    return true;
+}
+
 static void route_download(app_t *app, httpd_req_t *req)
 {
+    const char *key = httpd_req_header(req, IDEM_HEADER);
+    if (key && !idem_key_ok(key)) {
+        metrics_enqueue(400);
+        return httpd_respond_error(req, 400,
+                                   IDEM_HEADER " must be 1 to 255 printable ASCII characters");
+    }
     enq_t *e = calloc(1, sizeof *e);
     e->app = app;
     e->req = req;
@@ -152,12 +220,16 @@ static void route_download(app_t *app, httpd_req_t *req)
         enq_free(e);
         return;
     }
-    if (job_new_id(e->job.id) != 0) {
-        httpd_respond_error(req, 500, "Could not generate a job id");
+    const char *fail = job_new_id(e->job.id) != 0            ? "Could not generate a job id"
+                       : key && !body_digest(req, e->digest) ? "Could not hash the request body"
+                                                             : NULL;
+    if (fail) {
+        httpd_respond_error(req, 500, fail);
         enq_free(e);
         return;
     }
-    store_enqueue(app->store, &e->job, on_enqueued, e);
+    if (key) e->idem = (store_idem_t){key, e->digest, app->cfg.api_idempotency_ttl_ms};
+    store_enqueue(app->store, &e->job, key ? &e->idem : NULL, on_enqueued, e);
 }
 
 /* ---------- GET /download/<id> ---------- */

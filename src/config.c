@@ -217,6 +217,7 @@ static void set_defaults(config_t *cfg)
     cfg->api_idle_timeout_ms = 60000;
     cfg->api_max_connections = 10000;
     cfg->api_shutdown_grace_ms = 10000;
+    cfg->api_idempotency_ttl_ms = 24 * 3600 * 1000;
     cfg->storage_dir = strdup("");
     cfg->fs_type = strdup("filesystem");
     cfg->s3_multipart_threshold = 64ULL << 20;
@@ -284,7 +285,9 @@ static int parse_api(ctx_t *c, yajl_val a, config_t *cfg)
         get_duration(c, a, "idle_timeout", 1, "milliseconds", true, &cfg->api_idle_timeout_ms) <
             0 ||
         get_duration(c, a, "shutdown_grace", 1, "milliseconds", false,
-                     &cfg->api_shutdown_grace_ms) < 0)
+                     &cfg->api_shutdown_grace_ms) < 0 ||
+        get_duration(c, a, "idempotency_ttl", 1000, "seconds", true, &cfg->api_idempotency_ttl_ms) <
+            0)
         return -1;
     if (get_int_field(c, a, "max_connections", 1, &cfg->api_max_connections) < 0) return -1;
     if (get_int_field(c, a, "max_connections_per_client", 0, &cfg->api_max_connections_per_client) <

@@ -97,6 +97,7 @@ struct store {
     uint64_t unreplicated;                  /* enqueues WAIT did not confirm in time */
     struct waiter *wait_queue, **wait_tail; /* enqueues for the next WAIT */
     bool wait_busy;                         /* a WAIT is under way */
+    bool unsent; /* the NULL reply being handed out is for a command Redis never ran */
     bool closing;
     bool scripts_ok;
     long pending;
@@ -333,12 +334,14 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     if (--s->pending == 0) uv_timer_stop(&s->watchdog);
     s->last_progress = uv_now(s->loop);
+    bool unsent = false; /* reply NULL: the answer is lost, or Redis refused to run it */
     if (reply && reply->type == REDIS_REPLY_ERROR && c->script >= 0 && !c->retried &&
         strncmp(reply->str, "NOSCRIPT", 8) == 0) {
         c->retried = true;
         use_eval(c);
         if (call_send(c) == 0) return;
         reply = NULL;
+        unsent = true;
     }
     if (reply && reply->type == REDIS_REPLY_ERROR && s->sentinel &&
         strncmp(reply->str, "READONLY", 8) == 0 && ac == s->cmd.ac) {
@@ -347,11 +350,14 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv)
         s->master_known = false;
         redisAsyncFree(ac); /* inside its callback: freed on return, then on_disconnect */
         reply = NULL;
+        unsent = true;
     }
     if (reply && reply->type == REDIS_REPLY_ERROR)
         log_warn("store", "redis error", "script=%s error=%s",
                  c->script >= 0 ? script_names[c->script] : "-", log_q(reply->str));
+    s->unsent = unsent;
     c->fn(s, reply, c->arg);
+    s->unsent = false;
     call_free(c);
 }
 
@@ -366,7 +372,9 @@ static void run(store_t *s, int script, args_t *a, reply_fn fn, void *arg)
     c->arg = arg;
     memset(a, 0, sizeof *a);
     if (call_send(c) < 0) {
+        s->unsent = true;
         fn(s, NULL, arg);
+        s->unsent = false;
         call_free(c);
     }
 }
@@ -910,6 +918,7 @@ static void done_reply(store_t *s, redisReply *r, void *arg)
  * sent, and the enqueues answered meanwhile wait for the next one (group commit). */
 typedef struct waiter {
     cb_t *c;
+    store_rc_t rc; /* the enqueue's own outcome (OK or REPLAYED) */
     struct waiter *next;
 } waiter_t;
 
@@ -923,7 +932,8 @@ static void wait_reply(store_t *s, redisReply *r, void *arg)
     size_t n = 0;
     for (waiter_t *w = batch, *next; w; w = next) {
         next = w->next;
-        ((store_done_fn)w->c->done)(r ? STORE_OK : STORE_DOWN, NULL, w->c->arg);
+        /* no answer to WAIT: the master has the job, but a failover may lose it */
+        ((store_done_fn)w->c->done)(r ? w->rc : STORE_UNKNOWN, NULL, w->c->arg);
         free(w->c);
         free(w);
         n++;
@@ -952,14 +962,29 @@ static void wait_flush(store_t *s)
     run(s, -1, &a, wait_reply, batch);
 }
 
+/* An enqueue's callback and the job whose id a replay overwrites (cb_t first: freed as
+ * one). */
+typedef struct {
+    cb_t c;
+    job_t *job;
+} enq_cb_t;
+
 static void enqueue_reply(store_t *s, redisReply *r, void *arg)
 {
-    cb_t *c = arg;
-    store_rc_t rc = reply_rc(r);
-    if (rc == STORE_OK && reply_ll(r) == 0) rc = STORE_EXISTS;
-    if (rc == STORE_OK && s->cfg->redis_wait_replicas > 0) {
+    enq_cb_t *e = arg;
+    cb_t *c = &e->c;
+    store_rc_t rc = !r && !s->unsent ? STORE_UNKNOWN : reply_rc(r);
+    if (rc == STORE_OK && r->type == REDIS_REPLY_ARRAY) { /* {"replay"|"mismatch", id} */
+        bool replay = r->elements == 2 && strcmp(reply_str(r->element[0]), "replay") == 0;
+        rc = replay ? STORE_REPLAYED : STORE_CONFLICT;
+        if (replay) snprintf(e->job->id, sizeof e->job->id, "%s", reply_str(r->element[1]));
+    } else if (rc == STORE_OK && reply_ll(r) == 0) {
+        rc = STORE_EXISTS;
+    }
+    if ((rc == STORE_OK || rc == STORE_REPLAYED) && s->cfg->redis_wait_replicas > 0) {
         waiter_t *w = calloc(1, sizeof *w);
         w->c = c;
+        w->rc = rc;
         *s->wait_tail = w;
         s->wait_tail = &w->next;
         if (!s->wait_busy) wait_flush(s);
@@ -969,18 +994,28 @@ static void enqueue_reply(store_t *s, redisReply *r, void *arg)
     free(c);
 }
 
-void store_enqueue(store_t *s, const job_t *job, store_done_fn done, void *arg)
+void store_enqueue(store_t *s, job_t *job, const store_idem_t *idem, store_done_fn done, void *arg)
 {
     args_t a = {0};
-    script_args(s, &a, S_ENQUEUE, 0, NULL);
+    char ik[300]; /* the api allows at most 255 characters */
+    const char *keys[] = {ik};
+    if (idem) snprintf(ik, sizeof ik, "idem:%s", idem->key);
+    script_args(s, &a, S_ENQUEUE, idem ? 1 : 0, keys);
     args_add(&a, job->id);
     args_add(&a, job->aggr_id);
     args_addf(&a, "%ld", job->aggr_limit);
     args_add(&a, job->aggr_proxy ? "1" : "0");
     args_add(&a, job->aggr_proxy);
     args_addf(&a, "%.17g", job->aggr_rate);
+    if (idem) {
+        args_add(&a, idem->digest);
+        args_addf(&a, "%llu", (unsigned long long)idem->ttl_ms);
+    }
     job_encode(&a, job);
-    run(s, S_ENQUEUE, &a, enqueue_reply, cb_new((void *)done, arg));
+    enq_cb_t *e = malloc(sizeof *e);
+    e->c = (cb_t){(void *)done, arg};
+    e->job = job;
+    run(s, S_ENQUEUE, &a, enqueue_reply, e);
 }
 
 static void retry_reply(store_t *s, redisReply *r, void *arg)

@@ -197,6 +197,16 @@ void h_redis_stop(h_redis_t *r)
     r->dir = NULL;
 }
 
+void h_redis_pause(h_redis_t *r)
+{
+    if (r->pid > 0) kill(r->pid, SIGSTOP);
+}
+
+void h_redis_resume(h_redis_t *r)
+{
+    if (r->pid > 0) kill(r->pid, SIGCONT);
+}
+
 redisContext *h_redis_connect(const h_redis_t *r)
 {
     redisContext *c = redisConnect("127.0.0.1", r->port);
@@ -398,7 +408,7 @@ int h_env_start_opts(h_env_t *e, const h_env_opts_t *o)
     FILE *f = open_memstream(&json, &n);
     fprintf(
         f,
-        "{\"redis\": {\"addr\": \"127.0.0.1:%d\"},\n"
+        "{\"redis\": {\"addr\": \"127.0.0.1:%d\"%s%s},\n"
         " \"api\": {\"heartbeat_path\": \"%s/hb\"%s%s},\n"
         " \"processor\": {\"storage_dir\": \"%s/tmp\", \"filestorage\": {\"type\": \"filesystem\", "
         "\"rootdir\": \"%s/files\"}, \"download_url\": \"http://127.0.0.1:%d/files\", "
@@ -407,8 +417,9 @@ int h_env_start_opts(h_env_t *e, const h_env_opts_t *o)
         " \"notifier\": {\"concurrency\": 16, \"stats_interval\": 200, \"deletion_interval\": 1, "
         "\"lease\": \"3s\", \"retry_base\": \"200ms\"%s%s},\n"
         " \"backends\": %s}\n",
-        e->redis.port, e->dir, api_extra ? ", " : "", api_extra ? api_extra : "", e->dir, e->dir,
-        e->origin_port, processor_extra ? ", " : "", processor_extra ? processor_extra : "",
+        e->redis.port, o->redis_extra ? ", " : "", o->redis_extra ? o->redis_extra : "", e->dir,
+        api_extra ? ", " : "", api_extra ? api_extra : "", e->dir, e->dir, e->origin_port,
+        processor_extra ? ", " : "", processor_extra ? processor_extra : "",
         notifier_extra ? ", " : "", notifier_extra ? notifier_extra : "",
         backends ? backends : "{\"http\": {\"timeout\": 5}}");
     fclose(f);

@@ -45,6 +45,9 @@ int h_redis_start_ex(h_redis_t *r, bool aof, const char *const *args);
 int h_redis_restart(h_redis_t *r);
 void h_redis_kill(h_redis_t *r); /* SIGKILL, keeps dir */
 void h_redis_stop(h_redis_t *r); /* stop and remove dir */
+/* SIGSTOP / SIGCONT: a Redis that hangs (connections stay open, nothing is answered). */
+void h_redis_pause(h_redis_t *r);
+void h_redis_resume(h_redis_t *r);
 redisContext *h_redis_connect(const h_redis_t *r);
 /* Runs a command and returns the reply (caller frees with freeReplyObject). */
 redisReply *h_redis(redisContext *c, const char *fmt, ...);
@@ -110,6 +113,7 @@ int h_env_start_ex(h_env_t *e, const char *processor_extra, const char *notifier
 /* Everything h_env_start_ex takes, plus the Redis setup. */
 typedef struct {
     const char *processor_extra, *notifier_extra, *backends, *api_extra;
+    const char *redis_extra;       /* JSON members appended to the redis object, or NULL */
     bool redis_aof;                /* AOF on (appendfsync everysec unless redis_args say) */
     const char *const *redis_args; /* extra redis-server arguments, NULL-terminated, or NULL */
 } h_env_opts_t;

@@ -189,6 +189,30 @@ static void test_load_missing_file(void **state)
     config_free(&c);
 }
 
+/* api.idempotency_ttl: 24 h by default, a duration in seconds or with a unit, > 0. */
+static void test_idempotency_ttl(void **state)
+{
+    (void)state;
+    config_t c;
+    char err[512];
+    assert_int_equal(config_parse("{}", 2, 0, &c, err, sizeof err), 0);
+    assert_int_equal(c.api_idempotency_ttl_ms, 86400000);
+    config_free(&c);
+    const char *doc = "{\"api\": {\"idempotency_ttl\": 90}}";
+    assert_int_equal(config_parse(doc, strlen(doc), 0, &c, err, sizeof err), 0);
+    assert_int_equal(c.api_idempotency_ttl_ms, 90000);
+    config_free(&c);
+    doc = "{\"api\": {\"idempotency_ttl\": \"2h\"}}";
+    assert_int_equal(config_parse(doc, strlen(doc), 0, &c, err, sizeof err), 0);
+    assert_int_equal(c.api_idempotency_ttl_ms, 7200000);
+    config_free(&c);
+    expect_error("{\"api\": {\"idempotency_ttl\": 0}}", 0,
+                 "config: api.idempotency_ttl must be greater than 0");
+    expect_error("{\"api\": {\"idempotency_ttl\": \"soon\"}}", 0,
+                 "config: api.idempotency_ttl must be a duration: a number of seconds or a string "
+                 "such as \"30s\"");
+}
+
 /* processor.block_private_networks / allow_cidrs and api.auth_token / auth_read. */
 static void test_security_keys(void **state)
 {
@@ -479,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_security_keys),
         cmocka_unit_test(test_rate_limit_keys),
+        cmocka_unit_test(test_idempotency_ttl),
         cmocka_unit_test(test_repeated_kafka_backend),
         cmocka_unit_test(test_s3_keys),
         cmocka_unit_test(test_syntax_error_names_line_and_column),
