@@ -3,6 +3,7 @@
 # redis-server, nginx (origin + callback sink) and Kafka mock on free ports, everything
 # under temp dirs, all stopped and removed on exit.
 #   api   1  API enqueue rate vs redis-benchmark SET (issue 2)
+#   idem  1i API enqueue with an Idempotency-Key on every request vs without (issue 15)
 #   e2e   2  5,000 downloads end to end vs nginx ceiling and aria2c (issue 3), 3 runs
 #   split 2c the same with api, processor and notifier as 3 processes (informational)
 #   disk  2b the same once with the files on the disk under $T (informational)
@@ -28,7 +29,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=${BENCH_BIN:-$PWD/$BUILD/downloader}
 KAFKA_MOCK=$PWD/$BUILD/test/tools/kafka_mock
-BENCHES=${BENCH:-api e2e split disk mem cb scale resume rate control}
+BENCHES=${BENCH:-api idem e2e split disk mem cb scale resume rate control}
 
 DEPS_EXTRA="wrk nginx-light aria2 redis-tools" ./.ci/deps.sh
 # shellcheck source=bench/lib.sh
@@ -124,6 +125,87 @@ bench_api() {
     local evalsha
     evalsha=$(awk -F'[:,=]' '/^cmdstat_evalsha:/ {print $7}' "$T/api_commandstats.txt")
     if [ -n "$evalsha" ]; then note "1: Redis EVALSHA (enqueue.lua) costs $evalsha us per call inside Redis"; fi
+}
+
+# ------------------------------------------------------------------------------------
+# 1i. API enqueue with an Idempotency-Key
+# ------------------------------------------------------------------------------------
+# idem_run PORT MODE RUN: one 3 s wrk run of enqueue.lua from an empty Redis, MODE
+# "plain" or "idem". Sets IR_RATE (201s/s), IR_P99 (us), IR_ERR (non-201 + socket
+# errors + replayed answers), IR_CREATED, IR_UNANS, IR_CPU / IR_ACPU / IR_RCPU (CPU
+# time per 201 of the api and Redis together / of the api / of Redis, us) and IR_MEM
+# (Redis used_memory growth per 201, bytes).
+idem_run() {
+    local port=$1 mode=$2 run=$3 out=$T/wrk_idem_$2_$3.txt m0 m1 a0 a1 r0 r1
+    rcli flushall >/dev/null
+    m0=$(rcli info memory | awk -F: '/^used_memory:/ {print $2 + 0}')
+    a0=$(cpu_ticks "${PROC[api]}")
+    r0=$(cpu_ticks "${PROC[redis]}")
+    wrk -t2 -c64 -d3s --latency -s bench/enqueue.lua "http://127.0.0.1:$port" -- 100 5 "$mode" "$run" >"$out"
+    a1=$(cpu_ticks "${PROC[api]}")
+    r1=$(cpu_ticks "${PROC[redis]}")
+    nap 0.2 # requests still in flight when wrk stopped
+    m1=$(rcli info memory | awk -F: '/^used_memory:/ {print $2 + 0}')
+    IR_CREATED=$(result "$out" created)
+    IR_UNANS=$(result "$out" unanswered)
+    IR_RATE=$(calc "$IR_CREATED / ($(result "$out" duration_us) / 1e6)")
+    IR_P99=$(result "$out" p99_us)
+    IR_ERR=$(($(result "$out" non201) + $(result "$out" socket_errors) + $(result "$out" replayed)))
+    IR_ACPU=$(calc "1e6 * ($a1 - $a0) / $TICKS / $IR_CREATED")
+    IR_RCPU=$(calc "1e6 * ($r1 - $r0) / $TICKS / $IR_CREATED")
+    IR_CPU=$(calc "$IR_ACPU + $IR_RCPU")
+    IR_MEM=$(calc "($m1 - $m0) / $IR_CREATED")
+}
+
+# Plain and keyed runs alternate (IDEM_PAIRS pairs, default 5) on one API process, so
+# that the drift of this shared VM hits both alike; the verdict is the median of the
+# pairs' rate ratios. The CPU time per enqueue (api + Redis) is steadier than the rates.
+bench_idem() {
+    local pairs=${IDEM_PAIRS:-5}
+    log "1i/4 API enqueue with Idempotency-Key: $pairs x (3 s plain, 3 s keyed), wrk -t2 -c64"
+    local port cfg=$T/api_idem.json
+    port=$(free_port)
+    printf '{%s, "api": {}}\n' "$(redis_cfg)" >"$cfg"
+    run_service api api "$cfg" "$port"
+    wrk -t2 -c64 -d1s -s bench/enqueue.lua "http://127.0.0.1:$port" -- 100 5 idem 999 >/dev/null
+    local i err=0 recs created unans
+    local plain=() keyed=() ratios=() cpu_p=() cpu_k=() p99_p=() p99_k=() mem_p=() mem_k=()
+    local api_p=() api_k=() red_p=() red_k=()
+    for ((i = 1; i <= pairs; i++)); do
+        idem_run "$port" plain "$i"
+        plain+=("$IR_RATE") cpu_p+=("$IR_CPU") p99_p+=("$IR_P99") mem_p+=("$IR_MEM")
+        api_p+=("$IR_ACPU") red_p+=("$IR_RCPU")
+        err=$((err + IR_ERR))
+        idem_run "$port" idem "$i"
+        keyed+=("$IR_RATE") cpu_k+=("$IR_CPU") p99_k+=("$IR_P99") mem_k+=("$IR_MEM")
+        api_k+=("$IR_ACPU") red_k+=("$IR_RCPU")
+        ratios+=("$(calc "100 * $IR_RATE / ${plain[-1]}")")
+        err=$((err + IR_ERR))
+        log "   pair $i: plain $(fmt "${plain[-1]}")/s ($(fmt "${cpu_p[-1]}") us CPU each)," \
+            "keyed $(fmt "$IR_RATE")/s ($(fmt "$IR_CPU") us)"
+    done
+    # the last keyed run: one record per job
+    recs=$(rcli --scan --pattern 'idem:*' | wc -l)
+    created=$IR_CREATED
+    unans=$IR_UNANS
+    stop api
+    local ratio cp ck
+    ratio=$(median "${ratios[@]}")
+    cp=$(median "${cpu_p[@]}")
+    ck=$(median "${cpu_k[@]}")
+    local B="1i API enqueue + key"
+    row "$B" "plain enqueues/s (median of $pairs x 3 s)" "$(fmt "$(median "${plain[@]}")")" "" ""
+    row "$B" "keyed enqueues/s (median of $pairs x 3 s)" "$(fmt "$(median "${keyed[@]}")")" "" ""
+    row "$B" "keyed / plain rate (median of the pairs)" "$(fmt "$ratio" 1) %" ">= 80 %" "$(verdict ge "$ratio" 80)"
+    row "$B" "CPU per enqueue, api + Redis: plain / keyed" "$(fmt "$cp") / $(fmt "$ck") us" "" ""
+    row "$B" "  of which api: plain / keyed" "$(fmt "$(median "${api_p[@]}")") / $(fmt "$(median "${api_k[@]}")") us" "" ""
+    row "$B" "  of which Redis: plain / keyed" "$(fmt "$(median "${red_p[@]}")") / $(fmt "$(median "${red_k[@]}")") us" "" ""
+    row "$B" "latency p99 (median): plain / keyed" \
+        "$(fmt "$(calc "$(median "${p99_p[@]}") / 1000")" 2) / $(fmt "$(calc "$(median "${p99_k[@]}") / 1000")" 2) ms" "" ""
+    row "$B" "errors (non-201 + socket + replayed)" "$err" "0" "$(verdict [ "$err" -eq 0 ])"
+    row "$B" "idem:* records after the last run" "$recs" "201s ($created) + 0..$unans" \
+        "$(verdict [ "$recs" -ge "$created" -a $((recs - created)) -le "$unans" ])"
+    row "$B" "Redis memory per job: plain / keyed" "$(fmt "$(median "${mem_p[@]}")") / $(fmt "$(median "${mem_k[@]}")") B" "" ""
 }
 
 # ------------------------------------------------------------------------------------
@@ -742,6 +824,7 @@ t_start=$(now)
 for b in $BENCHES; do
     case $b in
     api) bench_api ;;
+    idem) bench_idem ;;
     e2e) bench_e2e ;;
     split) bench_split ;;
     disk) bench_disk ;;
@@ -751,7 +834,7 @@ for b in $BENCHES; do
     rate) bench_rate ;;
     control) bench_control ;;
     scale) mapfile -t -O "${#ROWS[@]}" ROWS < <(BUILD=$BUILD bench/scale.sh --rows) ;; # own processes
-    *) die "unknown benchmark $b (api e2e split disk mem cb scale resume rate control)" ;;
+    *) die "unknown benchmark $b (api idem e2e split disk mem cb scale resume rate control)" ;;
     esac
 done
 
