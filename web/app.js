@@ -58,6 +58,84 @@
     return n.toFixed(n < 10 ? 1 : 0) + ' ' + u[i];
   }
 
+  /* ---------- API token (api.auth_token) ---------- */
+
+  /* With auth on, the page asks for the token when a call gets 401, keeps it in
+   * sessionStorage (this tab only) and sends it to its own origin. Concurrent 401s share
+   * one dialog; after a Cancel, background refreshes stop asking (actions still do). */
+  const TOKEN_KEY = 'downloader.api_token';
+  let tokenAsk = null, tokenDeclined = false;
+  const sameOrigin = (base) => !base || new URL(base, location.href).origin === location.origin;
+
+  function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+  }
+
+  function authHeaders(base) {
+    const t = token();
+    return t && sameOrigin(base) ? { Authorization: 'Bearer ' + t } : {};
+  }
+
+  function showTokenState() {
+    $('#token-state').hidden = !token();
+  }
+
+  function askToken(why) {
+    if (tokenAsk) return tokenAsk;
+    const d = $('#token-dialog');
+    $('#token-why').textContent = why;
+    $('#token-input').value = '';
+    tokenAsk = new Promise((resolve) => {
+      d.addEventListener('close', () => {
+        const v = $('#token-input').value.trim();
+        const ok = d.returnValue === 'ok' && v !== '';
+        if (ok) sessionStorage.setItem(TOKEN_KEY, v);
+        tokenDeclined = !ok;
+        tokenAsk = null;
+        showTokenState();
+        resolve(ok);
+      }, { once: true });
+    });
+    d.returnValue = '';
+    d.showModal();
+    return tokenAsk;
+  }
+
+  /* A 401: forgets a refused token and asks for one (quiet: not after a Cancel).
+   * Resolves true when a new token was entered. */
+  function unauthorized(quiet) {
+    const had = token();
+    if (had) sessionStorage.removeItem(TOKEN_KEY);
+    showTokenState();
+    if (quiet && tokenDeclined && !tokenAsk) return Promise.resolve(false);
+    return askToken(had ? 'The API refused the token (401 Unauthorized): enter the right one.'
+      : 'The API needs its token for this (401 Unauthorized).');
+  }
+
+  /* An operator call to the page's own origin (opts.base: another same-origin base):
+   * JSON in and out, the token when known. Rejects with an Error whose message says what
+   * the API answered. Other hosts of window.Hosts are only watched: browsers would
+   * need CORS preflights for these calls, which the API does not answer. */
+  async function call(method, path, body, opts) {
+    const base = opts && opts.base !== undefined ? opts.base : '';
+    for (let attempt = 0; ; attempt++) {
+      const headers = Object.assign(body === undefined ? {} : { 'Content-Type': 'application/json' }, authHeaders(base));
+      let r;
+      try {
+        r = await fetch(base + path, { method, headers, cache: 'no-store', body: body === undefined ? undefined : JSON.stringify(body) });
+      } catch (e) {
+        throw new Error('API unreachable (' + e.message + ')');
+      }
+      if (r.status === 401 && sameOrigin(base)) {
+        if (attempt < 3 && await unauthorized(opts && opts.quiet)) continue;
+        throw Object.assign(new Error('401 Unauthorized: this needs the API token'), { status: 401 });
+      }
+      const text = await r.text();
+      if (!r.ok) throw Object.assign(new Error('HTTP ' + r.status + (text.trim() ? ': ' + text.trim() : '')), { status: r.status });
+      return text ? JSON.parse(text) : null;
+    }
+  }
+
   /* ---------- fetching ---------- */
 
   /* Resolves to parsed JSON (null for 404 when allow404), or rejects with
@@ -67,13 +145,17 @@
     const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
     let r;
     try {
-      r = await fetch(base + path, { cache: 'no-store', signal: ctl.signal });
+      r = await fetch(base + path, { cache: 'no-store', signal: ctl.signal, headers: authHeaders(base) });
     } catch (e) {
       throw { kind: 'net', msg: 'API unreachable (' + (e.name === 'AbortError' ? 'timeout' : e.message) + ')' };
     } finally {
       clearTimeout(timer);
     }
     if (r.status === 404 && allow404) return null;
+    if (r.status === 401) {
+      if (sameOrigin(base)) unauthorized(true).then((ok) => ok && tick(true));
+      throw { kind: 'auth', msg: 'HTTP 401: the API token is missing or wrong' };
+    }
     if (!r.ok) {
       const text = (await r.text().catch(() => '')).trim();
       throw { kind: r.status === 503 ? 'redis' : 'http', msg: 'HTTP ' + r.status + (text ? ': ' + text : '') };
@@ -182,8 +264,10 @@
     banner.hidden = !bad.length;
     if (bad.length) {
       const redis = bad.some((r) => r.error.kind === 'redis');
+      const auth = bad.some((r) => r.error.kind === 'auth');
       banner.replaceChildren(
-        redis ? 'Redis unavailable: the downloader cannot read or queue anything right now.' : 'API unreachable: showing the last data received.',
+        redis ? 'Redis unavailable: the downloader cannot read or queue anything right now.'
+          : auth ? 'Unauthorized (401): the API needs its token.' : 'API unreachable: showing the last data received.',
         ...bad.map((r) => el('small', {}, hostName(r.base) + ' — ' + r.error.msg)));
     }
     $('#main').classList.toggle('stale', bad.length === results.length);
@@ -414,8 +498,8 @@
     try {
       /* /retry sends no CORS header: for another host the answer cannot be read, the next
        * refresh shows whether the job left the list. */
-      const r = await fetch(f.base + '/retry/' + encodeURIComponent(f.id), { method: 'POST', mode: cross ? 'no-cors' : 'cors' });
-      if (!cross && r.status !== 204) throw new Error('HTTP ' + r.status + ': ' + (await r.text()).trim());
+      if (cross) await fetch(f.base + '/retry/' + encodeURIComponent(f.id), { method: 'POST', mode: 'no-cors' });
+      else await call('POST', '/retry/' + encodeURIComponent(f.id), undefined, { base: f.base });
       retried[f.id] = 'Re-queued';
     } catch (e) {
       retried[f.id] = 'Retry failed: ' + e.message;
@@ -432,9 +516,12 @@
     ['download_error', 'Download error'], ['last_error', 'Last error'], ['callback_error', 'Callback error'],
     ['lost_leases', 'Lost leases'], ['extra', 'Extra'], ['created_at_ms', 'Created'], ['updated_at_ms', 'Updated'],
     ['next_attempt_at_ms', 'Next attempt'], ['expires_in_ms', 'Expires in'], ['file_url', 'File'],
+    /* history: the outcome as the callback reported it, kept notifier.history after delivery */
+    ['success', 'Succeeded'], ['error', 'Outcome error'], ['delivered_at_ms', 'Delivered'],
   ];
 
   function show(v, k) {
+    if (typeof v === 'boolean') return v ? 'yes' : 'no';
     if (k === 'size') return bytes(v);
     if (k.endsWith('_at_ms')) return stamp(v);
     if (k === 'expires_in_ms') return dur(v);
@@ -459,6 +546,7 @@
         for (const [k, label] of FIELDS) {
           const v = j[k];
           if (v === '' || v === undefined || v === null || (v === 0 && k !== 'download_attempts') || (k === 'expires_in_ms' && v < 0)) continue;
+          if (!historyField(j, k)) continue;
           dl.append(el('dt', {}, label), el('dd', {}, show(v, k)));
         }
         if (bases.length > 1) dl.append(el('dt', {}, 'Host'), el('dd', {}, hostName(base)));
@@ -467,6 +555,7 @@
           out.append(el('p', {}, el('button', { class: 'retry', type: 'button',
             onclick: (e) => retry({ id, base }, e.target).then(() => lookup(id)) }, 'Retry callback')));
         }
+        if (cancellable(j)) out.append(cancelButton(id));
         return;
       } catch (e) {
         err = err || Object.assign({ base }, e);
@@ -476,6 +565,277 @@
     out.replaceChildren(missing || !err
       ? el('div', { class: 'msg' }, 'Job ' + id + ' not found: unknown id, or its callback was delivered and it was removed.', note && el('small', { class: 'muted' }, ' (' + note + ')'))
       : el('div', { class: 'msg bad' }, note));
+  }
+
+  /* ---------- operator controls (issue 15): confirm, cancel ---------- */
+
+  const PAGE = 20;
+
+  /* An in-page yes/no question (a modal <dialog>); resolves true for yes. */
+  function confirmDialog(text, yes) {
+    const d = $('#confirm');
+    $('#confirm-text').textContent = text;
+    $('#confirm-yes').textContent = yes || 'Yes';
+    d.returnValue = '';
+    d.showModal();
+    return new Promise((resolve) => d.addEventListener('close', () => resolve(d.returnValue === 'yes'), { once: true }));
+  }
+
+  /* A message box of a panel: kind '' (info), 'ok' or 'bad'. */
+  function say(box, text, kind) {
+    box.hidden = !text;
+    box.className = 'msg' + (kind ? ' ' + kind : '');
+    box.textContent = text || '';
+  }
+
+  /* The outcome fields only once there is an outcome, and not twice. */
+  const historyField = (j, k) => (k === 'success' ? ['Success', 'Failed'].includes(j.download_state)
+    : k === 'error' ? j.error !== j.download_error : true);
+
+  const cancellable = (j) => j.callback_state !== 'Delivered' && j.download_state !== 'Cancelled';
+
+  /* Lookup: DELETE /download/<id> after a confirmation; then shows the job again. */
+  function cancelButton(id) {
+    const msg = el('div', { class: 'msg', hidden: true });
+    const b = el('button', { id: 'lookup-cancel', class: 'danger', type: 'button', onclick: async () => {
+      if (!(await confirmDialog('Cancel job ' + id + '? A running download is aborted and no callback is sent.', 'Cancel job'))) return;
+      b.disabled = true;
+      try {
+        await call('DELETE', '/download/' + encodeURIComponent(id));
+        await lookup(id);
+        $('#lookup-result').prepend(el('div', { class: 'msg ok' }, 'Job ' + id + ' cancelled.'));
+      } catch (e) {
+        b.disabled = false;
+        say(msg, 'Cancel failed: ' + e.message, 'bad');
+      }
+    } }, 'Cancel job');
+    return el('p', {}, b, msg);
+  }
+
+  /* Cursor paging shared by the queue browser and the failed lists: the cursors of the
+   * pages seen so far, so that "First page" and "Next page" need no counting. */
+  function pager(prefix) {
+    return { cursors: [''], at: 0, next: '', prefix };
+  }
+
+  /* The pager of the next page: a new object, so that an answer still on its way for
+   * the page before is recognised as stale and dropped. */
+  function nextPage(p) {
+    return Object.assign(pager(p.prefix), { cursors: p.cursors.slice(0, p.at + 1).concat(p.next), at: p.at + 1 });
+  }
+
+  function renderPager(p) {
+    $('#' + p.prefix + '-page').textContent = 'page ' + (p.at + 1);
+    $('#' + p.prefix + '-first').disabled = p.at === 0;
+    $('#' + p.prefix + '-next').disabled = !p.next;
+  }
+
+  function selectTab(tabs, attr, value) {
+    for (const b of tabs.querySelectorAll('button')) b.setAttribute('aria-selected', String(b.dataset[attr] === value));
+  }
+
+  /* ---------- operator controls: one aggregation ---------- */
+
+  /* The panel below the aggregation table: state, pause/resume, limit and rate, purge,
+   * and a queue browser (ready, delayed, running), paged by the API's cursors. */
+  const ag = { id: null, info: null, state: 'ready', page: pager('aggr'), dirty: false };
+  const aggrPath = () => '/aggregations/' + encodeURIComponent(ag.id);
+  const WHEN = { ready: ['Created', 'created_at_ms'], delayed: ['Next attempt', 'next_attempt_at_ms'], running: ['Started', 'started_at_ms'] };
+
+  function renderAggrInfo(a) {
+    ag.info = a;
+    $('#aggr-id').textContent = a.id;
+    $('#aggr-state').replaceChildren(el('span', { class: 'badge ' + (a.paused ? 'paused' : 'active') }, a.paused ? 'paused' : 'active'));
+    $('#aggr-counts').textContent = num(a.ready) + ' ready · ' + num(a.delayed) + ' delayed · ' + num(a.inflight) + ' in flight · limit ' +
+      a.limit + (a.rate ? ' · ' + a.rate + '/s' : '') + (a.proxy ? ' · proxy ' + a.proxy : '');
+    $('#aggr-pause').textContent = a.paused ? 'Resume' : 'Pause';
+    if (!ag.dirty) {
+      $('#aggr-limit').value = a.limit;
+      $('#aggr-rate').value = a.rate || 0;
+    }
+  }
+
+  async function loadAggr(quiet) {
+    if (!ag.id) return;
+    const id = ag.id;
+    try {
+      const a = await call('GET', aggrPath(), undefined, { quiet });
+      if (id === ag.id) renderAggrInfo(a);
+    } catch (e) {
+      if (id === ag.id) say($('#aggr-msg'), e.status === 404 ? 'Aggregation ' + id + ' is not known (nothing queued, and no settings kept).' : e.message, 'bad');
+    }
+  }
+
+  async function loadAggrJobs(quiet) {
+    if (!ag.id) return;
+    const id = ag.id, state = ag.state, p = ag.page;
+    const [label, key] = WHEN[state];
+    $('#aggr-when').textContent = label;
+    try {
+      const r = await call('GET', aggrPath() + '/jobs?state=' + state + '&count=' + PAGE + '&cursor=' + encodeURIComponent(p.cursors[p.at]), undefined, { quiet });
+      if (id !== ag.id || state !== ag.state || p !== ag.page) return;
+      p.next = r.next_cursor || '';
+      const rows = (r.jobs || []).map((j) => el('tr', { 'data-job': j.id },
+        el('td', {}, el('button', { class: 'linkish', type: 'button', onclick: () => lookup(j.id) }, j.id)),
+        el('td', { class: 'url', title: j.url }, j.url),
+        el('td', { class: 'num' }, j.attempts),
+        el('td', { class: 'num', title: stamp(j[key]) }, j[key] ? clock(j[key]) : ''),
+        el('td', { class: 'err' }, j.last_error || '')));
+      fillBody($('#aggr-jobs'), rows, 5, 'No ' + state + ' jobs');
+      renderPager(p);
+    } catch (e) {
+      if (id === ag.id) fillBody($('#aggr-jobs'), [], 5, e.message);
+    }
+  }
+
+  function openAggr(id) {
+    const panel = $('#p-aggr');
+    if (ag.id !== id) {
+      Object.assign(ag, { id, info: null, state: 'ready', page: pager('aggr'), dirty: false });
+      selectTab($('#aggr-tabs'), 'state', 'ready');
+      say($('#aggr-msg'), '');
+      $('#aggr-id').textContent = id;
+      fillBody($('#aggr-jobs'), [], 5, 'Loading…');
+    }
+    panel.hidden = false;
+    panel.scrollIntoView({ block: 'nearest' });
+    loadAggr();
+    loadAggrJobs();
+  }
+
+  async function patchAggr(body, done) {
+    try {
+      renderAggrInfo(await call('PATCH', aggrPath(), body));
+      say($('#aggr-msg'), done, 'ok');
+      tick(true);
+    } catch (e) {
+      say($('#aggr-msg'), e.message, 'bad');
+    }
+  }
+
+  function wireAggr() {
+    $('#aggregations tbody').addEventListener('click', (e) => {
+      const tr = e.target.closest('tr[data-aggr]');
+      if (tr && !e.target.closest('a, button')) openAggr(tr.dataset.aggr);
+    });
+    $('#aggr-close').addEventListener('click', () => { ag.id = null; $('#p-aggr').hidden = true; });
+    $('#aggr-pause').addEventListener('click', () => ag.info &&
+      patchAggr({ paused: !ag.info.paused }, ag.info.paused ? 'Resumed: new downloads start again.' : 'Paused: no new downloads start; running ones finish.'));
+    for (const i of ['#aggr-limit', '#aggr-rate']) $(i).addEventListener('input', () => { ag.dirty = true; });
+    $('#aggr-edit').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const limit = Number($('#aggr-limit').value), rate = Number($('#aggr-rate').value || 0);
+      await patchAggr({ limit, rate }, 'Saved: limit ' + limit + ', rate ' + (rate ? rate + '/s' : 'none') + '.');
+      ag.dirty = false;
+    });
+    $('#aggr-purge').addEventListener('click', async () => {
+      const a = ag.info;
+      if (!a || !(await confirmDialog('Purge the ' + num(a.ready + a.delayed) + ' queued and delayed jobs of ' + a.id +
+        '? Running downloads finish; no callbacks are sent.', 'Purge'))) return;
+      try {
+        const r = await call('DELETE', aggrPath() + '/jobs');
+        say($('#aggr-msg'), 'Purged ' + num(r.deleted) + ' jobs.', 'ok');
+      } catch (e) {
+        say($('#aggr-msg'), 'Purge failed: ' + e.message, 'bad');
+      }
+      ag.page = pager('aggr');
+      loadAggr();
+      loadAggrJobs();
+      tick(true);
+    });
+    $('#aggr-tabs').addEventListener('click', (e) => {
+      const b = e.target.closest('button[data-state]');
+      if (!b || !ag.id) return;
+      ag.state = b.dataset.state;
+      ag.page = pager('aggr');
+      selectTab($('#aggr-tabs'), 'state', ag.state);
+      loadAggrJobs();
+    });
+    $('#aggr-next').addEventListener('click', () => { ag.page = nextPage(ag.page); loadAggrJobs(); });
+    $('#aggr-first').addEventListener('click', () => { ag.page = pager('aggr'); loadAggrJobs(); });
+  }
+
+  /* ---------- operator controls: failed downloads and callbacks ---------- */
+
+  /* GET /failed pages; failed callbacks can be re-queued, selected ones or all
+   * (POST /failed/retry); failed downloads are listed while they are kept. */
+  const dead = { kind: 'callback', page: pager('dead'), selected: new Set() };
+
+  async function loadDead(quiet) {
+    const kind = dead.kind, p = dead.page;
+    try {
+      const r = await call('GET', '/failed?kind=' + kind + '&count=' + PAGE + '&cursor=' + encodeURIComponent(p.cursors[p.at]), undefined, { quiet });
+      if (kind !== dead.kind || p !== dead.page) return;
+      p.next = r.next_cursor || '';
+      const now = Date.now();
+      const rows = (r.jobs || []).map((f) => el('tr', { 'data-job': f.id },
+        el('td', {}, kind === 'callback' && el('input', { type: 'checkbox', class: 'pick', value: f.id, 'aria-label': 'select ' + f.id,
+          checked: dead.selected.has(f.id), onchange: (e) => { e.target.checked ? dead.selected.add(f.id) : dead.selected.delete(f.id); renderDeadOps(); } })),
+        el('td', {}, el('button', { class: 'linkish', type: 'button', onclick: () => lookup(f.id) }, f.id),
+          el('div', { class: 'url muted', title: f.url }, f.url)),
+        el('td', { class: 'mono' }, f.aggr_id),
+        el('td', { class: 'err' }, f.error || '—'),
+        el('td', { class: 'num', title: stamp(f.failed_at_ms) }, f.failed_at_ms ? ago(now - f.failed_at_ms) : '')));
+      fillBody($('#dead'), rows, 5, kind === 'callback' ? 'No failed callbacks' : 'No failed downloads');
+      $('#dead-count').textContent = rows.length ? (p.at || p.next ? 'page ' + (p.at + 1) : String(rows.length)) : '';
+      renderPager(p);
+    } catch (e) {
+      if (kind === dead.kind) fillBody($('#dead'), [], 5, e.message);
+    }
+    renderDeadOps();
+  }
+
+  function renderDeadOps() {
+    const cb = dead.kind === 'callback';
+    $('#dead-retry-selected').hidden = $('#dead-retry-all').hidden = $('#dead-all').hidden = !cb;
+    $('#dead-retry-selected').disabled = !dead.selected.size;
+    $('#dead-retry-selected').textContent = 'Retry selected' + (dead.selected.size ? ' (' + dead.selected.size + ')' : '');
+    $('#dead-note').textContent = cb ? '' : 'A failed download is not downloaded again; its callback reports the failure.';
+  }
+
+  async function retryDead(ids) {
+    try {
+      const r = await call('POST', '/failed/retry', ids ? { kind: 'callback', ids } : { kind: 'callback' });
+      say($('#dead-msg'), 'Re-queued ' + num(r.requeued) + ' callback' + (r.requeued === 1 ? '' : 's') + '.', 'ok');
+      dead.selected.clear();
+      dead.page = pager('dead');
+    } catch (e) {
+      say($('#dead-msg'), 'Retry failed: ' + e.message, 'bad');
+    }
+    loadDead();
+    tick(true);
+  }
+
+  function wireDead() {
+    $('#dead-tabs').addEventListener('click', (e) => {
+      const b = e.target.closest('button[data-kind]');
+      if (!b) return;
+      Object.assign(dead, { kind: b.dataset.kind, page: pager('dead') });
+      dead.selected.clear();
+      selectTab($('#dead-tabs'), 'kind', dead.kind);
+      say($('#dead-msg'), '');
+      loadDead();
+    });
+    $('#dead-all').addEventListener('change', (e) => {
+      for (const c of document.querySelectorAll('#dead input.pick')) {
+        c.checked = e.target.checked;
+        c.checked ? dead.selected.add(c.value) : dead.selected.delete(c.value);
+      }
+      renderDeadOps();
+    });
+    $('#dead-retry-selected').addEventListener('click', () => dead.selected.size && retryDead([...dead.selected]));
+    $('#dead-retry-all').addEventListener('click', async () => {
+      if (await confirmDialog('Re-queue every failed callback?', 'Retry all')) retryDead(null);
+    });
+    $('#dead-next').addEventListener('click', () => { dead.page = nextPage(dead.page); $('#dead-all').checked = false; loadDead(); });
+    $('#dead-first').addEventListener('click', () => { dead.page = pager('dead'); $('#dead-all').checked = false; loadDead(); });
+  }
+
+  /* Every refresh: the open aggregation and the shown page of failed jobs (O(page) each). */
+  function refreshOps() {
+    loadAggr(true);
+    loadAggrJobs(true);
+    loadDead(true);
   }
 
   /* ---------- loop ---------- */
@@ -488,6 +848,7 @@
     try {
       if (soon) await new Promise((r) => setTimeout(r, 300));
       render(await Promise.all(bases.map(pollHost)));
+      refreshOps();
     } catch (e) {
       console.error(e);
     } finally {
@@ -500,6 +861,10 @@
   $('#every').textContent = String(EVERY_MS / 1000);
   $('#aggr-filter').addEventListener('input', () => render.model && renderAggregations(render.model));
   $('#lookup').addEventListener('submit', (e) => { e.preventDefault(); lookup($('#lookup-id').value); });
+  wireAggr();
+  wireDead();
+  $('#token-forget').addEventListener('click', () => { sessionStorage.removeItem(TOKEN_KEY); showTokenState(); });
+  showTokenState();
   let resize = null;
   window.addEventListener('resize', () => { clearTimeout(resize); resize = setTimeout(() => render.model && renderCharts(render.model), 150); });
   tick();
