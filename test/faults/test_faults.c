@@ -540,19 +540,26 @@ static void drive(event_t *ev, int n)
 
 /* ---------- waiting for the end ---------- */
 
-/* Jobs of ours still in Redis, or -1 when Redis cannot be asked. */
+/* Jobs of ours still in Redis and not finished, or -1 when Redis cannot be asked. A job
+ * remembered after delivery (notifier.history) is finished. */
 static long long jobs_in_redis(void)
 {
     redisContext *c = h_redis_connect(&S.env.redis);
     if (!c) return -1;
-    const char **argv = calloc((size_t)S.n_posted + 1, sizeof *argv);
+    const char **argv = calloc((size_t)S.n_posted + 3, sizeof *argv);
     char(*keys)[24] = calloc((size_t)S.n_posted, sizeof *keys);
-    argv[0] = "EXISTS";
+    char nkeys[16];
+    snprintf(nkeys, sizeof nkeys, "%d", S.n_posted);
+    argv[0] = "EVAL";
+    argv[1] = "local n = 0 for _, k in ipairs(KEYS) do local s = redis.call('HGET', k, "
+              "'CallbackState') if s and s ~= 'Delivered' or (not s and "
+              "redis.call('EXISTS', k) == 1) then n = n + 1 end end return n";
+    argv[2] = nkeys;
     for (int i = 0; i < S.n_posted; i++) {
         snprintf(keys[i], sizeof keys[i], "job:%s", S.jobs[i].id);
-        argv[i + 1] = keys[i];
+        argv[i + 3] = keys[i];
     }
-    redisReply *r = redisCommandArgv(c, S.n_posted + 1, argv, NULL);
+    redisReply *r = redisCommandArgv(c, S.n_posted + 3, argv, NULL);
     long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
     if (r) freeReplyObject(r);
     free(argv);
@@ -628,24 +635,19 @@ static long long reply_size(redisContext *c, const char *cmd)
 /* Entries left in the queues, leases and bookkeeping keys of docs/redis.md. */
 static long long redis_leftovers(char *desc, size_t len)
 {
-    /* job hashes, except the ones remembered after delivery (notifier.history) */
-    static const char *const cmds[] = {"EVAL \"local n = 0 for _, k in ipairs(redis.call('KEYS', "
-                                       "'job:*')) do if redis.call('HGET', k, 'CallbackState') "
-                                       "~= 'Delivered' then n = n + 1 end end return n\" 0",
-                                       "KEYS q:*",
-                                       "ZCARD delayed",
-                                       "ZCARD leases",
-                                       "LLEN cb:q",
-                                       "ZCARD cb:delayed",
-                                       "ZCARD cb:leases",
-                                       "ZCARD cb:failed",
-                                       "SCARD aggrs",
-                                       "ZCARD ready",
-                                       "KEYS aggr:*"};
+    static const char *const cmds[] = {
+        "KEYS q:*",        "ZCARD delayed",   "ZCARD leases", "LLEN cb:q",   "ZCARD cb:delayed",
+        "ZCARD cb:leases", "ZCARD cb:failed", "SCARD aggrs",  "ZCARD ready", "KEYS aggr:*"};
     redisContext *c = h_redis_connect(&S.env.redis);
     long long total = 0;
     size_t used = 0;
     desc[0] = 0;
+    /* job hashes, except the ones remembered after delivery (notifier.history) */
+    long long jobs = jobs_in_redis();
+    if (jobs != 0) {
+        used += (size_t)snprintf(desc, len, " [unfinished job hashes]=%lld", jobs);
+        total += jobs < 0 ? 1 : jobs;
+    }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         long long n = c ? reply_size(c, cmds[i]) : -1;
         if (n != 0) {
