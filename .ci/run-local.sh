@@ -65,7 +65,7 @@ url_host=$host
 [ "$host" = "0.0.0.0" ] || [ -z "$host" ] && url_host=127.0.0.1
 for _ in $(seq 100); do
     kill -0 "$app" 2>/dev/null || break
-    curl -fsS -o /dev/null "http://$url_host:$port/hb" 2>/dev/null && break
+    curl -fsS -o /dev/null "http://$url_host:$port/ready" 2>/dev/null && break
     sleep 0.1
 done
 if kill -0 "$app" 2>/dev/null; then

@@ -376,6 +376,19 @@ static void route_hb(app_t *app, httpd_req_t *req)
     }
 }
 
+/* ---------- GET /ready ---------- */
+
+/* Readiness, as a load balancer or an orchestrator asks it: 200 once this instance holds
+ * a Redis connection, 503 while it has none (at start-up, and during an outage). */
+static void route_ready(app_t *app, httpd_req_t *req)
+{
+    static const httpd_header_t text[] = {{"Content-Type", "text/plain; charset=utf-8"}};
+    if (store_up(app->store))
+        httpd_respond(req, 200, text, 1, "OK", 2);
+    else
+        httpd_respond_error(req, 503, REDIS_DOWN_MSG);
+}
+
 /* ---------- POST /retry/<id> ---------- */
 
 typedef struct {
@@ -819,6 +832,7 @@ static const api_route_t routes[] = {
     {"GET", "/download/*", route_status, AUTH_READ},
     {"DELETE", "/download/*", control_cancel, AUTH_WRITE},
     {"*", "/hb", route_hb, AUTH_OPEN},
+    {"GET", "/ready", route_ready, AUTH_OPEN},
     {"POST", "/retry/*", route_retry, AUTH_WRITE},
     {"*", "/stats/*", route_stats, AUTH_READ},
     {"*", "/dashboard/aggregations", route_aggregations, AUTH_READ},

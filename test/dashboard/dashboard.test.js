@@ -102,6 +102,16 @@ function waitPort(port, ms = 10000) {
   }), ms);
 }
 
+/* The port opens before the first Redis connection is made; until then the API
+ * honestly answers 503. Wait for the readiness probe, as the C harness does. */
+function waitReady(port, ms = 10000) {
+  return until(`api on ${port} to be ready`, async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/ready`);
+    await r.text();
+    return r.status !== 503;
+  }, ms);
+}
+
 /* ---------- clients ---------- */
 
 let redisPort;
@@ -205,7 +215,7 @@ async function main() {
   fs.writeFileSync(cfgPath, JSON.stringify(config, null, 1));
   apiPorts.forEach((port, i) => start(`downloader-${i}`, BIN, ['all', '-c', cfgPath, '--host', '127.0.0.1', '-p', String(port)],
     { DOWNLOADER_TEST_TIME: '1' }));
-  await Promise.all(apiPorts.map((p) => waitPort(p)));
+  await Promise.all(apiPorts.map((p) => waitPort(p).then(() => waitReady(p))));
   const api = `http://127.0.0.1:${apiPorts[0]}`;
   const authApi = `http://127.0.0.1:${authPort}`;
   const authCfg = path.join(tmp, 'config-auth.json');
@@ -437,6 +447,7 @@ async function main() {
       /* started here: the instance checks above count two apis */
       const authProc = start('auth-api', BIN, ['api', '-c', authCfg, '--host', '127.0.0.1', '-p', String(authPort)], { DOWNLOADER_TEST_TIME: '1' });
       await waitPort(authPort);
+      await waitReady(authPort);
       const p = await context.newPage();
       p.on('pageerror', (e) => pageErrors.push(e.message));
       p.setDefaultTimeout(15000);

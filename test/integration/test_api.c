@@ -503,8 +503,19 @@ static void test_redis_down_and_back(void **state)
     request("GET", "/hb", NULL, &r); /* the heartbeat does not need Redis */
     assert_int_equal(r.status, 200);
     h_resp_free(&r);
+    request("GET", "/ready", NULL, &r); /* readiness does */
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "Redis is not reachable"));
+    h_resp_free(&r);
+    request("POST", "/ready", NULL, &r);
+    assert_int_equal(r.status, 405);
+    h_resp_free(&r);
     assert_int_equal(h_redis_restart(&env.redis), 0);
     assert_true(h_wait_for(api_serves, NULL, 10000));
+    request("GET", "/ready", NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "OK");
+    h_resp_free(&r);
     rc = h_redis_connect(&env.redis);
     assert_non_null(rc);
 }

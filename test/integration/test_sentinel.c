@@ -350,8 +350,8 @@ static bool api_up(void *arg)
 {
     char url[256];
     h_resp_t r;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/stats/readiness-probe", *(int *)arg);
-    bool ok = h_http("GET", url, NULL, NULL, &r) == 0 && r.status != 503;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ready", *(int *)arg);
+    bool ok = h_http("GET", url, NULL, NULL, &r) == 0 && r.status == 200;
     h_resp_free(&r);
     return ok;
 }

@@ -429,13 +429,13 @@ int h_env_start_opts(h_env_t *e, const h_env_opts_t *o)
     return rc;
 }
 
-/* The API answers 503 until its Redis connection is up; 404 for unknown stats means ready. */
+/* The port opens before the first Redis connection: GET /ready answers 200 once it is up. */
 static bool api_ready(void *arg)
 {
     char url[256];
     h_resp_t r;
-    h_api_url(arg, url, sizeof url, "/stats/readiness-probe");
-    bool ok = h_http("GET", url, NULL, NULL, &r) == 0 && r.status != 503;
+    h_api_url(arg, url, sizeof url, "/ready");
+    bool ok = h_http("GET", url, NULL, NULL, &r) == 0 && r.status == 200;
     h_resp_free(&r);
     return ok;
 }
