@@ -3,14 +3,15 @@
 -- none), with KEYS[1] then the body's digest and the record's TTL (ms), then job hash
 -- field/value pairs. Returns 1, or 0 when the id is taken; with KEYS[1] already
 -- recorded, {'replay', id} (same digest) or {'mismatch', id} (another), and nothing is
--- created. The record is written with the job, so a job exists exactly when its key's
--- record does: a retry after a timed-out answer finds it, whichever of the two Redis
--- ran first.
+-- created. A retry after a timed-out answer finds the record, whichever of the two
+-- Redis ran first.
 local id, a = ARGV[1], ARGV[2]
 local ik, fields = KEYS[1], 7
 if ik then
   fields = 9
-  local rec = redis.call('GET', ik)
+  -- one command reads a recorded key and records a new one (SET NX GET, Redis 7.0): the
+  -- record is written with the job, so a job exists exactly when its key's record does
+  local rec = redis.call('SET', ik, ARGV[7] .. ':' .. id, 'NX', 'GET', 'PX', ARGV[8])
   if rec then -- "<digest>:<id>"
     local sep = string.find(rec, ':', 1, true)
     local first = string.sub(rec, sep + 1)
@@ -21,7 +22,10 @@ end
 local jk = 'job:' .. id
 local now = now_ms()
 -- CreatedAt is always set, so HSETNX doubles as the existence check
-if redis.call('HSETNX', jk, 'CreatedAt', now) == 0 then return 0 end
+if redis.call('HSETNX', jk, 'CreatedAt', now) == 0 then
+  if ik then redis.call('DEL', ik) end -- recorded above for an id that is taken
+  return 0
+end
 redis.call('HSET', jk, 'UpdatedAt', now, unpack(ARGV, fields))
 local ak = 'aggr:' .. a
 local new_aggr
@@ -46,5 +50,4 @@ if bw then
 end
 local qlen = redis.call('RPUSH', 'q:' .. a, id)
 mark_ready(a, aggr_state(a), qlen)
-if ik then redis.call('SET', ik, ARGV[7] .. ':' .. id, 'PX', ARGV[8]) end
 return 1
