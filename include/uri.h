@@ -28,4 +28,8 @@ char *uri_quote(const char *s, size_t n);
  * sequence gives 0xFFFD with width 1 (width 0 when n is 0). */
 unsigned long uri_utf8_decode(const char *s, size_t n, size_t *w);
 
+/* Lowercase hex of the n bytes at in into out (2n + 1 bytes, NUL-terminated): digests
+ * as the job hash and the Idempotency-Key record keep them. */
+void uri_hex(const unsigned char *in, size_t n, char *out);
+
 #endif

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "stats.h"
+#include "uri.h"
 
 #define ENQUEUE_TRIES 3
 #define REDIS_DOWN_MSG "Service unavailable: Redis is not reachable, try again later"
@@ -203,8 +204,7 @@ static bool body_digest(const httpd_req_t *req, char *hex)
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     if (!sha256 || !EVP_Digest(req->body, req->body_len, md, &n, sha256, NULL)) return false;
-    for (unsigned int i = 0; i < n; i++)
-        sprintf(hex + 2 * i, "%02x", md[i]);
+    uri_hex(md, n, hex);
     return true;
 }
 

@@ -31,6 +31,7 @@
 #include "fetch.h"
 #include "log.h"
 #include "netguard.h"
+#include "uri.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -327,8 +328,8 @@ static void digest_hex(EVP_MD_CTX *ctx, char *hex, size_t len)
     unsigned int n = 0;
     hex[0] = '\0';
     if (EVP_DigestFinal_ex(ctx, md, &n) != 1) return;
-    for (unsigned int i = 0; i < n && 2 * i + 2 < len; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    if (2 * (size_t)n + 1 > len) n = (unsigned int)((len - 1) / 2);
+    uri_hex(md, n, hex);
 }
 
 /* The body is complete: its SHA-256 into the result, and the job's checksum compared.

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "redisuv.h"
 #include "sentinel.h"
+#include "uri.h"
 
 #define WAKE_CHANNEL "downloader:wake"
 #define MAX_LISTENERS 8
@@ -56,13 +57,12 @@ enum {
 };
 
 static const char *script_names[S_COUNT] = {
-    "aggregations.lua", "cb_claim.lua",   "cb_finish.lua",   "cb_renew.lua",
-    "claim.lua",        "dl_finish.lua",  "enqueue.lua",     "failed.lua",
-    "history.lua",      "instances.lua",  "job_status.lua",  "live.lua",
-    "reap_claim.lua",   "reap_done.lua",  "renew.lua",       "retry.lua",
-    "retrying.lua",     "stats_get.lua",  "stats_put.lua",   "aggr_get.lua",
-    "aggr_jobs.lua",    "aggr_patch.lua", "aggr_purge.lua",  "cancel.lua",
-    "failed_page.lua",  "failed_retry.lua"};
+    "aggregations.lua", "cb_claim.lua",   "cb_finish.lua",  "cb_renew.lua",  "claim.lua",
+    "dl_finish.lua",    "enqueue.lua",    "failed.lua",     "history.lua",   "instances.lua",
+    "job_status.lua",   "live.lua",       "reap_claim.lua", "reap_done.lua", "renew.lua",
+    "retry.lua",        "retrying.lua",   "stats_get.lua",  "stats_put.lua", "aggr_get.lua",
+    "aggr_jobs.lua",    "aggr_patch.lua", "aggr_purge.lua", "cancel.lua",    "failed_page.lua",
+    "failed_retry.lua"};
 
 typedef struct {
     char *body;
@@ -221,8 +221,7 @@ static int scripts_init(store_t *s)
         sc->body[sc->len] = 0;
         unsigned char md[SHA_DIGEST_LENGTH];
         SHA1((const unsigned char *)sc->body, sc->len, md);
-        for (int k = 0; k < SHA_DIGEST_LENGTH; k++)
-            sprintf(sc->sha + 2 * k, "%02x", md[k]);
+        uri_hex(md, SHA_DIGEST_LENGTH, sc->sha);
     }
     return 0;
 }

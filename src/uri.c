@@ -2,7 +2,8 @@
  * check that job validation runs on url, callback_url, callback_dst and aggr_proxy (and
  * the processor on its download_url), the url.Parse + path.Join + URL.String() round
  * trip behind the callback's download_url, and two Go text helpers (strconv.Quote and
- * utf8.DecodeRune) that glob and job use to produce Go-identical error texts.
+ * utf8.DecodeRune) that glob and job use to produce Go-identical error texts, and the
+ * hex form of digests.
  * Everything is a pure function over the input bytes; no I/O, no global state. */
 #include "uri.h"
 
@@ -738,4 +739,14 @@ bool uri_is_http(const char *s)
     for (const char *p = host; p < end; p++)
         if (*p == '@') host = p + 1; /* the host follows the last '@' of the authority */
     return host < end && *host != ':';
+}
+
+void uri_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
 }

@@ -262,14 +262,33 @@ static void test_join_path(void **state)
     expect_join(NULL, "x", NULL);
 }
 
+/* Lowercase, two digits per byte, NUL-terminated; nothing but the NUL for no bytes. */
+static void test_hex(void **state)
+{
+    (void)state;
+    const unsigned char in[] = {0x00, 0x0f, 0xa5, 0xff, 0x10};
+    char out[2 * sizeof in + 1];
+    memset(out, 'x', sizeof out);
+    uri_hex(in, sizeof in, out);
+    assert_string_equal(out, "000fa5ff10");
+    uri_hex(in, 0, out);
+    assert_string_equal(out, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_reference_cases),     cmocka_unit_test(test_scheme_and_form),
-        cmocka_unit_test(test_control_chars),       cmocka_unit_test(test_host_and_port),
-        cmocka_unit_test(test_userinfo_and_path),   cmocka_unit_test(test_error_quoting),
-        cmocka_unit_test(test_err_buffer_handling), cmocka_unit_test(test_quote),
-        cmocka_unit_test(test_utf8_decode),         cmocka_unit_test(test_join_path),
+        cmocka_unit_test(test_reference_cases),
+        cmocka_unit_test(test_scheme_and_form),
+        cmocka_unit_test(test_control_chars),
+        cmocka_unit_test(test_host_and_port),
+        cmocka_unit_test(test_userinfo_and_path),
+        cmocka_unit_test(test_error_quoting),
+        cmocka_unit_test(test_err_buffer_handling),
+        cmocka_unit_test(test_quote),
+        cmocka_unit_test(test_utf8_decode),
+        cmocka_unit_test(test_join_path),
+        cmocka_unit_test(test_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
