@@ -682,8 +682,12 @@ bench_rate() {
     local files="http://127.0.0.1:$NGINX_PORT/files/f%04d" cb="http://127.0.0.1:$NGINX_PORT/cb"
     local base rbase tr0 tu0 alone alone2 mixed c0 c1 w0 w1 pcpu rdone rtime rok=1
     log "   $N jobs in 20 aggregations (limit 50, no rate) alone"
+    local fc0 fc1 busy
+    fc0=$(cpu_ticks "${PROC[processor]}")
     rate_alone "$out.alone1" u
+    fc1=$(cpu_ticks "${PROC[processor]}")
     alone=$RA_RATE
+    busy=$(calc "1e6 * ($fc1 - $fc0) / $TICKS / $N")
     log "   $N jobs in aggregation r0 (limit 50, aggr_rate $RATE), then $N jobs in 20 others"
     rbase=$(cb_lines cbr)
     base=$(cb_lines)
@@ -734,6 +738,7 @@ bench_rate() {
     row "$B" "  next to / alone (mean of both)" "$(fmt "$ratio" 1) %" ">= 90 %" "$(verdict ge "$ratio" 90)"
     row "$B" "processor CPU, only rate-limited left (10 s)" "$(fmt "$pcpu" 2) %" "< 2 %" "$(verdict lt "$pcpu" 2)"
     row "$B" "  processor CPU per start then" "$(fmt "$per_start") us" "" ""
+    row "$B" "  processor CPU per job at full speed (alone)" "$(fmt "$busy") us" "" ""
     row "$B" "  Redis script calls per start then (all)" "$(fmt "$calls" 2)" "" ""
     row "$B" "  rate-limited jobs done after that window" "$rdone of $N" "< $N" "$(verdict [ "$rdone" -lt "$N" ])"
 }
