@@ -1,4 +1,6 @@
-/* api: the HTTP routes (§3 of the reference plus ours) on top of httpd and store. */
+/* api: the HTTP API's route table (§3 of the reference plus ours) and the dispatch through
+ * it, which decides auth and 405 for every route; the handlers are in intake, health,
+ * dashboard, control, metrics and serve. Starts and stops the API's httpd. */
 #ifndef DOWNLOADER_API_H
 #define DOWNLOADER_API_H
 

@@ -32,4 +32,9 @@ unsigned long uri_utf8_decode(const char *s, size_t n, size_t *w);
  * as the job hash and the Idempotency-Key record keep them. */
 void uri_hex(const unsigned char *in, size_t n, char *out);
 
+/* Where the last '/'-separated element of path starts (trailing slashes are skipped,
+ * so it may run on to them): how the reference takes the id of /retry/<id> and the
+ * name of /stats/<name>. */
+const char *uri_last_element(const char *path);
+
 #endif

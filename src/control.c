@@ -15,30 +15,18 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "reply.h"
 
 #define PAGE_DEFAULT 50
 #define PAGE_MAX 500
 #define PURGE_CHUNK 250
 #define RETRY_IDS_MAX 1000
-#define REDIS_DOWN_MSG "Service unavailable: Redis is not reachable, try again later"
-
-static const httpd_header_t json_cors[] = {{"Content-Type", "application/json"},
-                                           {"Access-Control-Allow-Origin", "*"}};
-
-static void respond_json(httpd_req_t *req, int status, yajl_gen g)
-{
-    const unsigned char *buf;
-    size_t len;
-    yajl_gen_get_buf(g, &buf, &len);
-    httpd_respond(req, status, json_cors, 2, (const char *)buf, len);
-    yajl_gen_free(g);
-}
 
 /* 503 for Redis away, 500 for any other store failure. */
 static void respond_store_error(httpd_req_t *req, store_rc_t rc, const char *what)
 {
     char msg[256];
-    if (rc == STORE_DOWN) return httpd_respond_error(req, 503, REDIS_DOWN_MSG);
+    if (rc == STORE_DOWN) return httpd_respond_error(req, 503, REPLY_REDIS_DOWN);
     snprintf(msg, sizeof msg, "Error %s in Redis", what);
     httpd_respond_error(req, 500, msg);
 }
@@ -58,7 +46,7 @@ static void page_respond(httpd_req_t *req, yajl_gen g, const char *next)
     yajl_gen_array_close(g);
     json_kv_str(g, "next_cursor", next);
     yajl_gen_map_close(g);
-    respond_json(req, 200, g);
+    reply_json(req, 200, g);
 }
 
 static int hexval(char c)
@@ -217,7 +205,7 @@ static void on_aggr_info(store_rc_t rc, const store_aggr_info_t *a, void *arg)
     json_kv_int(g, "delayed", a->delayed);
     json_kv_int(g, "inflight", a->inflight);
     yajl_gen_map_close(g);
-    respond_json(req, 200, g);
+    reply_json(req, 200, g);
 }
 
 static void on_jobs(store_rc_t rc, const store_job_row_t *rows, size_t n, const char *next,
@@ -338,7 +326,7 @@ static void on_purged(store_rc_t rc, long long deleted, long long left, void *ar
     }
     char body[64];
     int n = snprintf(body, sizeof body, "{\"deleted\":%lld}", p->deleted);
-    httpd_respond(p->req, 200, json_cors, 2, body, (size_t)n);
+    reply_json_buf(p->req, 200, body, (size_t)n);
     log_info("control", "aggregation purged", "aggregation_id=%s deleted=%lld", log_q(p->id),
              p->deleted);
     free(p);
@@ -404,7 +392,7 @@ static void on_requeued(store_rc_t rc, long long n, void *arg)
     if (rc != STORE_OK) return respond_store_error(req, rc, "re-queueing callbacks");
     char body[64];
     int len = snprintf(body, sizeof body, "{\"requeued\":%lld}", n);
-    httpd_respond(req, 200, json_cors, 2, body, (size_t)len);
+    reply_json_buf(req, 200, body, (size_t)len);
 }
 
 void control_failed_retry(app_t *app, httpd_req_t *req)

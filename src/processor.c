@@ -564,7 +564,7 @@ static void fetch_begin(dl_t *d)
     const store_claimed_t *c = &d->c;
     /* sniffed only when the job needs the type (libmagic on the loop costs 20-700 us);
      * S3 objects get it as their Content-Type, files as the xattr that GET /files/...
-     * serves, which otherwise detects the type at the first serve (api.c) */
+     * serves, which otherwise detects the type at the first serve (serve.c) */
     bool check = (c->job.mime_type && *c->job.mime_type) || c->job.extract_image_size || to_s3(d);
     /* only a job claimed before can have a partial file here (one thread-pool job) */
     bool resume = c->job.tried && !d->fresh;

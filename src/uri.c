@@ -2,8 +2,8 @@
  * check that job validation runs on url, callback_url, callback_dst and aggr_proxy (and
  * the processor on its download_url), the url.Parse + path.Join + URL.String() round
  * trip behind the callback's download_url, and two Go text helpers (strconv.Quote and
- * utf8.DecodeRune) that glob and job use to produce Go-identical error texts, and the
- * hex form of digests.
+ * utf8.DecodeRune) that glob and job use to produce Go-identical error texts, the
+ * hex form of digests and the last element of a request path.
  * Everything is a pure function over the input bytes; no I/O, no global state. */
 #include "uri.h"
 
@@ -749,4 +749,15 @@ void uri_hex(const unsigned char *in, size_t n, char *out)
         out[2 * i + 1] = digits[in[i] & 15];
     }
     out[2 * n] = '\0';
+}
+
+const char *uri_last_element(const char *path)
+{
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/')
+        len--;
+    const char *p = path + len;
+    while (p > path && p[-1] != '/')
+        p--;
+    return p;
 }
