@@ -31,7 +31,7 @@ void control_failed(app_t *app, httpd_req_t *req);
 void control_failed_json(yajl_gen g, const store_failed_t *f, size_t n, const char *error_key,
                          const char *time_key);
 
-/* POST /failed/retry {"kind":"callback"[,"ids":[...]]}. */
+/* POST /failed/retry {"kind":"download"|"callback"[,"ids":[...]]}. */
 void control_failed_retry(app_t *app, httpd_req_t *req);
 
 /* How long a cancelled job stays readable: notifier.history, but at least twice the

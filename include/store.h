@@ -304,10 +304,12 @@ typedef void (*store_failed_page_fn)(store_rc_t rc, const store_failed_t *f, siz
 void store_failed_page(store_t *s, bool callbacks, long offset, long count,
                        store_failed_page_fn done, void *arg);
 
-/* Re-queues the listed failed callbacks (n == 0: all of cb:failed); done gets how many. */
+/* Re-queues the listed failed callbacks, or failed downloads as new jobs (callbacks
+ * false), skipping ids that are not failed of that kind (n == 0: all of cb:failed or
+ * dl:failed); done gets how many. */
 typedef void (*store_count_fn)(store_rc_t rc, long long n, void *arg);
-void store_failed_retry(store_t *s, const char *const *ids, size_t n, store_count_fn done,
-                        void *arg);
+void store_failed_retry(store_t *s, bool callbacks, const char *const *ids, size_t n,
+                        store_count_fn done, void *arg);
 
 /* Decodes a job hash (field/value pairs) into job (unknown fields ignored: W27). */
 void store_job_decode(const char *const *kv, size_t n, job_t *job);

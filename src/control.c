@@ -389,7 +389,7 @@ void control_failed(app_t *app, httpd_req_t *req)
 static void on_requeued(store_rc_t rc, long long n, void *arg)
 {
     httpd_req_t *req = arg;
-    if (rc != STORE_OK) return respond_store_error(req, rc, "re-queueing callbacks");
+    if (rc != STORE_OK) return respond_store_error(req, rc, "re-queueing failed jobs");
     char body[64];
     int len = snprintf(body, sizeof body, "{\"requeued\":%lld}", n);
     reply_json_buf(req, 200, body, (size_t)len);
@@ -397,14 +397,15 @@ static void on_requeued(store_rc_t rc, long long n, void *arg)
 
 void control_failed_retry(app_t *app, httpd_req_t *req)
 {
-    yajl_val root = body_object(req, "such as {\"kind\":\"callback\",\"ids\":[...]}");
+    yajl_val root = body_object(req, "such as {\"kind\":\"download\",\"ids\":[...]}");
     if (!root) return;
     const char *kpath[] = {"kind", NULL}, *ipath[] = {"ids", NULL};
     yajl_val kind = yajl_tree_get(root, kpath, yajl_t_any);
     yajl_val ids = yajl_tree_get(root, ipath, yajl_t_any);
     const char *bad = NULL;
-    if (!kind || !YAJL_IS_STRING(kind) || strcmp(kind->u.string, "callback") != 0)
-        bad = "kind: must be \"callback\" (failed callbacks are what can be re-queued)";
+    bool callbacks = kind && YAJL_IS_STRING(kind) && strcmp(kind->u.string, "callback") == 0;
+    if (!callbacks && !(kind && YAJL_IS_STRING(kind) && strcmp(kind->u.string, "download") == 0))
+        bad = "kind: must be \"download\" or \"callback\"";
     else if (ids && (!YAJL_IS_ARRAY(ids) || ids->u.array.len > RETRY_IDS_MAX))
         bad = "ids: must be an array of at most 1000 job ids";
     for (size_t i = 0; !bad && ids && i < ids->u.array.len; i++)
@@ -421,7 +422,7 @@ void control_failed_retry(app_t *app, httpd_req_t *req)
     const char **list = calloc(n + 1, sizeof *list);
     for (size_t i = 0; i < n; i++)
         list[i] = ids->u.array.values[i]->u.string;
-    store_failed_retry(app->store, list, n, on_requeued, req);
+    store_failed_retry(app->store, callbacks, list, n, on_requeued, req);
     free(list);
     yajl_tree_free(root);
 }

@@ -1839,12 +1839,13 @@ static void number_reply(store_t *s, redisReply *r, void *arg)
     free(c);
 }
 
-void store_failed_retry(store_t *s, const char *const *ids, size_t n, store_count_fn done,
-                        void *arg)
+void store_failed_retry(store_t *s, bool callbacks, const char *const *ids, size_t n,
+                        store_count_fn done, void *arg)
 {
-    const char *keys[] = {"cb:failed"};
+    const char *keys[] = {callbacks ? "cb:failed" : "dl:failed"};
     args_t a = {0};
     script_args(s, &a, S_FAILED_RETRY, 1, keys);
+    args_add(&a, callbacks ? "callback" : "download");
     for (size_t i = 0; i < n; i++)
         args_add(&a, ids[i]);
     run(s, S_FAILED_RETRY, &a, number_reply, cb_new((void *)done, arg));

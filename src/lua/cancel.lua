@@ -39,10 +39,7 @@ elseif ds == 'Pending' or ds == '' then
   end
 else
   -- Success or Failed: the callback may be queued, delayed or failed for good
-  redis.call('LREM', 'cb:q', 1, id)
-  redis.call('ZREM', 'cb:delayed', id)
-  redis.call('ZREM', 'cb:failed', id)
-  redis.call('ZREM', 'dl:failed', id)
+  drop_finished(id)
 end
 if ds == 'InProgress' or ds == 'Pending' or ds == '' then
   -- the processor running it aborts; the others drop a partial file kept for a resume

@@ -23,8 +23,10 @@ if op == 'delivered' then
   if history > 0 then
     -- the outcome is what is remembered: working state and empty fields go (about 460
     -- bytes are left of a typical job instead of about 710)
-    local drop = {'Owner', 'StoreKey', 'StartedAt', 'LostLeases', 'NextAttemptAt',
-      'RequestHeaders'}
+    local drop = {'Owner', 'StoreKey', 'StartedAt', 'LostLeases', 'NextAttemptAt'}
+    -- a failed download (DownloadMeta set) keeps its request headers: POST /failed/retry
+    -- may run it again while it is remembered
+    if not j[3] or j[3] == '' then drop[#drop + 1] = 'RequestHeaders' end
     for i, f in ipairs({'DownloadMeta', 'LastError', 'ImageSize', 'CallbackMeta'}) do
       if j[i + 2] == '' then drop[#drop + 1] = f end
     end

@@ -44,7 +44,7 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', 'leases', '-inf', now, 'LIMIT', 0
       route_finished(id, now, retention, redis.call('HMGET', jk, 'CallbackURL', 'CallbackDst'),
         {'DownloadState', 'Failed', 'Owner', '', 'UpdatedAt', now, 'DownloadMeta',
           'Error while performing request, lease lost ' .. lost ..
-          ' times (processor crashed or stalled), retriable: false, internal: true'})
+          ' times (processor crashed or stalled), retriable: false, internal: true'}, a)
     else
       redis.call('HSET', jk, 'DownloadState', 'Pending', 'Owner', '', 'UpdatedAt', now)
       redis.call('LPUSH', 'q:' .. a, id)

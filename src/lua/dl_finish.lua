@@ -84,7 +84,7 @@ if op == 'delay' then
   set[#set + 1] = now + delay
 end
 if op == 'done' then
-  route_finished(id, now, retention, {j[2], j[3]}, set)
+  route_finished(id, now, retention, {j[2], j[3]}, set, a)
 else
   redis.call('HSET', jk, unpack(set))
   if op == 'delay' then

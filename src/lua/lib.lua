@@ -180,8 +180,9 @@ end
 
 -- A download reached Success or Failed: writes `set` (field/value pairs) to the job
 -- together with a pending callback state, and queues the callback; a job without a
--- callback starts its retention instead. cb: its CallbackURL and CallbackDst as read.
-local function route_finished(id, now, retention, cb, set)
+-- callback starts its retention instead. cb: its CallbackURL and CallbackDst as read;
+-- a: its aggregation.
+local function route_finished(id, now, retention, cb, set, a)
   local jk = 'job:' .. id
   local callback = (cb[1] and cb[1] ~= '') or (cb[2] and cb[2] ~= '')
   if callback then
@@ -189,13 +190,22 @@ local function route_finished(id, now, retention, cb, set)
       set[#set + 1] = v
     end
   end
-  redis.call('HSET', jk, unpack(set))
-  -- failed for good: listed by GET /failed?kind=download (newest 1000)
+  local failed = false
   for i = 1, #set - 1, 2 do
-    if set[i] == 'DownloadState' and set[i + 1] == 'Failed' then
-      redis.call('ZADD', 'dl:failed', now, id)
-      redis.call('ZREMRANGEBYRANK', 'dl:failed', 0, -1001)
-    end
+    if set[i] == 'DownloadState' and set[i + 1] == 'Failed' then failed = true end
+  end
+  if failed then
+    -- the aggregation's settings go with the failure: a retry (retry_download) revives
+    -- the aggregation with them if it has been forgotten meanwhile
+    local ag = redis.call('HMGET', 'aggr:' .. a, 'limit', 'rate', 'proxy', 'bandwidth')
+    set[#set + 1] = 'AggrSettings'
+    set[#set + 1] = cjson.encode({ag[1] or '', ag[2] or '', ag[3] or '', ag[4] or ''})
+  end
+  redis.call('HSET', jk, unpack(set))
+  if failed then
+    -- failed for good: listed by GET /failed?kind=download (newest 1000)
+    redis.call('ZADD', 'dl:failed', now, id)
+    redis.call('ZREMRANGEBYRANK', 'dl:failed', 0, -1001)
   end
   if callback then
     push_callback(id, false)
@@ -234,6 +244,58 @@ local function retry_callback(id)
     return 'queued'
   end
   return 'none'
+end
+
+-- Drops what a finished download left queued or listed: its callback (queued, delayed
+-- or failed for good) and its dl:failed entry (cancel.lua, retry_download).
+local function drop_finished(id)
+  redis.call('LREM', 'cb:q', 1, id)
+  redis.call('ZREM', 'cb:delayed', id)
+  redis.call('ZREM', 'cb:failed', id)
+  redis.call('ZREM', 'dl:failed', id)
+end
+
+-- Fields of a download's outcome and of its callback, removed when a failed download
+-- starts over (a missing field is its zero value).
+local OUTCOME_FIELDS = {'DownloadCount', 'DownloadMeta', 'LastError', 'ResponseCode',
+  'DownloadURL', 'LostLeases', 'NextAttemptAt', 'StartedAt', 'Owner', 'KeptBytes', 'ImageSize',
+  'MimeDetected', 'Size', 'Sha256', 'StoreKey', 'CallbackState', 'CallbackCount',
+  'CallbackMeta', 'DeliveredAt', 'AggrSettings'}
+
+-- Re-queues a job whose download failed for good (POST /failed/retry, kind download) as
+-- a new job: its failure callback is dropped unless already sent (the client gets the
+-- new attempt's callback), the outcome and attempt counts are cleared (a full retry
+-- budget), the retention or history TTL is removed, and the job goes to the end of its
+-- aggregation's queue. An aggregation forgotten meanwhile is revived with the settings
+-- recorded at the failure (route_finished), as enqueue.lua creates one. Returns
+-- 'notfound', 'state' (not Failed, or its callback is being sent right now) or 'queued'.
+local function retry_download(id)
+  local jk = 'job:' .. id
+  local h = redis.call('HMGET', jk, 'AggrID', 'DownloadState', 'CallbackState', 'StoreKey',
+    'AggrSettings')
+  if not h[1] then return 'notfound' end -- AggrID is written with every job
+  if h[2] ~= 'Failed' or h[3] == 'InProgress' then return 'state' end
+  local a = h[1]
+  drop_finished(id)
+  if h[4] and h[4] ~= '' then redis.call('ZREM', h[4], id) end -- its reap queue
+  redis.call('HDEL', jk, unpack(OUTCOME_FIELDS))
+  redis.call('HSET', jk, 'DownloadState', 'Pending', 'UpdatedAt', now_ms())
+  redis.call('PERSIST', jk)
+  -- the aggregation's keys derive from the job's AggrID
+  local ak = 'aggr:' .. a
+  if redis.call('HEXISTS', ak, 'limit') == 0 then
+    -- forgotten by gc_aggr (a hash kept without `limit` while a wait held is live again)
+    local ok, s = pcall(cjson.decode, h[5] or '')
+    if not ok or type(s) ~= 'table' then s = {} end
+    local set = {'limit', limit_of(s[1]), 'rate', tonumber(s[2]) or 0}
+    if s[3] and s[3] ~= '' then set[#set + 1] = 'proxy'; set[#set + 1] = s[3] end
+    if s[4] and s[4] ~= '' then set[#set + 1] = 'bandwidth'; set[#set + 1] = s[4] end
+    redis.call('HSET', ak, unpack(set))
+    redis.call('PERSIST', ak)
+    redis.call('SADD', 'aggrs', a)
+  end
+  settle_aggr(a, redis.call('RPUSH', 'q:' .. a, id))
+  return 'queued'
 end
 
 -- An aggregation as GET/PATCH /aggregations/<a> show it: {"ok", limit, rate, proxy,

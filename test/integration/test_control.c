@@ -508,7 +508,7 @@ static void test_failed_and_retry(void **state)
     assert_string_equal(h_jstr(p, "next_cursor"), "1");
     yajl_tree_free(p);
 
-    assert_400("POST", "/failed/retry", "{\"kind\":\"download\"}", "kind");
+    assert_400("POST", "/failed/retry", "{\"kind\":\"both\"}", "kind");
     assert_400("POST", "/failed/retry", "{}", "kind");
     assert_400("POST", "/failed/retry", "{\"kind\":\"callback\",\"ids\":\"x\"}", "ids");
     assert_400("POST", "/failed/retry", "{\"kind\":\"callback\",\"ids\":[1]}", "ids");
@@ -534,6 +534,94 @@ static void test_failed_and_retry(void **state)
     assert_int_equal(api("DELETE", path, NULL, false, NULL, NULL), 204);
     assert_false(listed("callback", id2));
     assert_true(h_wait_for(no_file, id2, 5000));
+}
+
+/* ---------- failed downloads re-queued ---------- */
+
+static bool dl_listed(void *arg)
+{
+    return listed("download", arg);
+}
+
+/* A job of aggregation ctl-f (limit 3) whose first request gets `first` from the
+ * origin (404: failed for good at once) and later ones the body. */
+static void post_failing(const char *path, const char *first, char *id)
+{
+    char script[256];
+    snprintf(script, sizeof script, "{\"path\":\"%s\",\"responses\":[{\"status\":%s}]}", path,
+             first);
+    assert_int_equal(h_origin_post(&env, "/_script", script), 200);
+    post("ctl-f", 3, path, NULL, id);
+}
+
+static long long requeue(const char *body)
+{
+    yajl_val j = NULL;
+    assert_int_equal(api("POST", "/failed/retry", body, false, &j, NULL), 200);
+    long long n = h_jint(j, "requeued");
+    yajl_tree_free(j);
+    return n;
+}
+
+/* The sink's only successful callback for the job is a success. */
+static void assert_success_callback(const char *id)
+{
+    yajl_val p = h_wait_callback(&env, id, 10000);
+    assert_non_null(p);
+    assert_int_equal(h_jbool(p, "success"), 1);
+    yajl_tree_free(p);
+    int ok = 0;
+    h_callbacks(&env, id, &ok, NULL);
+    assert_int_equal(ok, 1);
+}
+
+static void test_retry_failed_downloads(void **state)
+{
+    (void)state;
+    char id[16], id2[16], body[256], key[64];
+    /* retry by id after the failure callback went out: a new job, a new callback */
+    post_failing("/data/21", "404", id);
+    assert_true(h_wait_for(dl_listed, id, 10000));
+    yajl_val p = h_wait_callback(&env, id, 10000);
+    assert_non_null(p);
+    assert_int_equal(h_jbool(p, "success"), 0);
+    yajl_tree_free(p);
+    /* the aggregation is forgotten; the failure recorded its settings */
+    assert_int_equal(h_redis_int(rc, "SISMEMBER aggrs ctl-f"), 0);
+    snprintf(key, sizeof key, "job:%s", id);
+    redisReply *r = h_redis(rc, "HGET %s AggrSettings", key);
+    assert_non_null(strstr(r->str, "\"3\""));
+    freeReplyObject(r);
+    assert_int_equal(h_origin_post(&env, "/_reset", "{}"), 200);
+    /* within notifier.history (3 s) of the failure's delivery */
+    assert_int_equal(api("POST", "/failed/retry", "{\"kind\":\"download\"}", true, NULL, NULL),
+                     401);
+    snprintf(body, sizeof body, "{\"kind\":\"download\",\"ids\":[\"%s\"]}", id);
+    assert_int_equal(requeue(body), 1);
+    assert_int_equal(requeue(body), 0); /* no longer failed */
+    assert_success_callback(id);
+    assert_false(listed("download", id));
+    assert_int_equal(h_redis_int(rc, "HEXISTS %s AggrSettings", key), 0);
+    /* delivered with success, and unknown: not counted */
+    snprintf(body, sizeof body, "{\"kind\":\"download\",\"ids\":[\"%s\",\"AAAAAAAAAAAAAA\"]}", id);
+    assert_int_equal(requeue(body), 0);
+
+    /* retry-all while the failure callback failed for good (the sink was down): the
+     * callback is dropped, the client gets only the new attempt's */
+    assert_int_equal(h_origin_post(&env, "/_sink", "{\"down\":true}"), 200);
+    post_failing("/data/22", "404", id2);
+    assert_true(h_wait_for(cb_listed, id2, 10000));
+    assert_true(listed("download", id2));
+    assert_int_equal(h_origin_post(&env, "/_sink", "{\"down\":false}"), 200);
+    yajl_val l = get_json("/failed?kind=download&count=500");
+    const char *jp[] = {"jobs", NULL};
+    long long n = (long long)yajl_tree_get(l, jp, yajl_t_array)->u.array.len;
+    yajl_tree_free(l);
+    assert_true(n >= 1);
+    assert_int_equal(requeue("{\"kind\":\"download\"}"), n);
+    assert_false(listed("callback", id2));
+    assert_success_callback(id2);
+    assert_false(listed("download", id2));
 }
 
 /* ---------- a delayed retry: listed, then cancelled ---------- */
@@ -756,6 +844,7 @@ int main(void)
         cmocka_unit_test(test_pause_two_processors),
         cmocka_unit_test(test_history_and_delivered),
         cmocka_unit_test(test_failed_and_retry),
+        cmocka_unit_test(test_retry_failed_downloads),
         cmocka_unit_test(test_delayed_page_and_cancel),
         cmocka_unit_test(test_cancel_races),
         cmocka_unit_test(test_cancel_during_finalisation),
