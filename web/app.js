@@ -168,7 +168,6 @@
       aggrs: ['/dashboard/aggregations'],
       inst: ['/dashboard/instances'],
       hist: ['/dashboard/history'],
-      failed: ['/dashboard/failed?limit=20'],
       retrying: ['/dashboard/retrying'],
       proc: ['/stats/processor', true],
       notif: ['/stats/notifier', true],
@@ -200,7 +199,7 @@
   }
 
   function merge(results) {
-    const m = { aggrs: [], inst: new Map(), failed: new Map(), retrying: { count: 0, list: [] }, hist: null,
+    const m = { aggrs: [], inst: new Map(), retrying: { count: 0, list: [] }, hist: null,
       stats: { processor: {}, notifier: {} } };
     const aggrKeys = new Map();
     for (const { hosts, v } of unique(results, 'aggrs')) {
@@ -221,7 +220,6 @@
         if (prev && prev.info.seen_ms >= info.seen_ms) continue;
         m.inst.set(i.name, { name: i.name, alive: i.alive, info, now: d.now_ms, base: r.base });
       }
-      for (const f of r.data.failed || []) if (!m.failed.has(f.id)) m.failed.set(f.id, Object.assign({ base: r.base }, f));
     }
     /* hosts sharing one Redis give the same page (only now_ms differs): count it once */
     const pages = new Set();
@@ -403,22 +401,6 @@
     fillBody(table, rows, cols.length + 2, 'No stats found');
   }
 
-  function renderFailed(m) {
-    const list = [...m.failed.values()].sort((a, b) => b.updated_at_ms - a.updated_at_ms);
-    const now = Date.now();
-    const rows = list.map((f) => el('tr', { 'data-job': f.id },
-      el('td', {}, el('button', { class: 'linkish', type: 'button', title: f.url, onclick: () => lookup(f.id) }, f.id),
-        el('div', { class: 'url muted', title: f.url }, f.url)),
-      el('td', { class: 'mono' }, f.aggr_id),
-      el('td', { class: 'err' }, f.callback_error || '—'),
-      el('td', { class: 'num', title: stamp(f.updated_at_ms) }, f.updated_at_ms ? ago(now - f.updated_at_ms) : ''),
-      el('td', { class: 'num' }, retried[f.id] ? el('span', { class: 'muted' }, retried[f.id])
-        : el('button', { class: 'retry', type: 'button', onclick: (e) => retry(f, e.target) }, 'Retry'))));
-    fillBody($('#failed'), rows, 5, 'No failed callbacks');
-    $('#failed-count').textContent = list.length ? String(list.length) : '';
-  }
-
-  /* Callbacks waiting for their next attempt (cb:delayed), due soonest first. */
   function renderRetrying(m) {
     const now = Date.now();
     const rows = m.retrying.list.map((c) => el('tr', { 'data-job': c.id },
@@ -484,7 +466,6 @@
     renderInflight(instances);
     renderStats('processor', m.stats.processor, instances);
     renderStats('notifier', m.stats.notifier, instances);
-    renderFailed(m);
     renderRetrying(m);
     renderCharts(m);
   }
@@ -504,8 +485,8 @@
     } catch (e) {
       retried[f.id] = 'Retry failed: ' + e.message;
     }
-    if (render.model) renderFailed(render.model);
     setTimeout(() => delete retried[f.id], 4 * EVERY_MS);
+    loadDead(true);
     tick(true);
   }
 
@@ -757,51 +738,71 @@
 
   /* ---------- operator controls: failed downloads and callbacks ---------- */
 
-  /* GET /failed pages; failed callbacks can be re-queued, selected ones or all
-   * (POST /failed/retry); failed downloads are listed while they are kept. */
-  const dead = { kind: 'callback', page: pager('dead'), selected: new Set() };
+  /* GET /failed pages of failed callbacks and failed downloads; both can be re-queued,
+   * one (its row's Retry), the selected ones or all (POST /failed/retry). With several
+   * hosts (/hosts.js) a selector picks whose list is shown. */
+  const dead = { kind: 'callback', base: bases[0], page: pager('dead'), selected: new Set() };
 
   async function loadDead(quiet) {
-    const kind = dead.kind, p = dead.page;
+    const kind = dead.kind, base = dead.base, p = dead.page;
     try {
-      const r = await call('GET', '/failed?kind=' + kind + '&count=' + PAGE + '&cursor=' + encodeURIComponent(p.cursors[p.at]), undefined, { quiet });
-      if (kind !== dead.kind || p !== dead.page) return;
+      const r = await call('GET', '/failed?kind=' + kind + '&count=' + PAGE + '&cursor=' + encodeURIComponent(p.cursors[p.at]), undefined, { quiet, base });
+      if (kind !== dead.kind || base !== dead.base || p !== dead.page) return;
       p.next = r.next_cursor || '';
       const now = Date.now();
       const rows = (r.jobs || []).map((f) => el('tr', { 'data-job': f.id },
-        el('td', {}, kind === 'callback' && el('input', { type: 'checkbox', class: 'pick', value: f.id, 'aria-label': 'select ' + f.id,
+        el('td', {}, el('input', { type: 'checkbox', class: 'pick', value: f.id, 'aria-label': 'select ' + f.id,
           checked: dead.selected.has(f.id), onchange: (e) => { e.target.checked ? dead.selected.add(f.id) : dead.selected.delete(f.id); renderDeadOps(); } })),
-        el('td', {}, el('button', { class: 'linkish', type: 'button', onclick: () => lookup(f.id) }, f.id),
+        el('td', {}, el('button', { class: 'linkish', type: 'button', title: f.url, onclick: () => lookup(f.id) }, f.id),
           el('div', { class: 'url muted', title: f.url }, f.url)),
         el('td', { class: 'mono' }, f.aggr_id),
         el('td', { class: 'err' }, f.error || '—'),
-        el('td', { class: 'num', title: stamp(f.failed_at_ms) }, f.failed_at_ms ? ago(now - f.failed_at_ms) : '')));
-      fillBody($('#dead'), rows, 5, kind === 'callback' ? 'No failed callbacks' : 'No failed downloads');
+        el('td', { class: 'num', title: stamp(f.failed_at_ms) }, f.failed_at_ms ? ago(now - f.failed_at_ms) : ''),
+        el('td', { class: 'num' }, retried[f.id] ? el('span', { class: 'muted' }, retried[f.id])
+          : el('button', { class: 'retry', type: 'button', onclick: (e) => retryDead([f.id], e.target) }, 'Retry'))));
+      fillBody($('#dead'), rows, 6, kind === 'callback' ? 'No failed callbacks' : 'No failed downloads');
       $('#dead-count').textContent = rows.length ? (p.at || p.next ? 'page ' + (p.at + 1) : String(rows.length)) : '';
       renderPager(p);
     } catch (e) {
-      if (kind === dead.kind) fillBody($('#dead'), [], 5, e.message);
+      if (kind === dead.kind && base === dead.base) fillBody($('#dead'), [], 6, e.message);
     }
     renderDeadOps();
   }
 
   function renderDeadOps() {
-    const cb = dead.kind === 'callback';
-    $('#dead-retry-selected').hidden = $('#dead-retry-all').hidden = $('#dead-all').hidden = !cb;
     $('#dead-retry-selected').disabled = !dead.selected.size;
     $('#dead-retry-selected').textContent = 'Retry selected' + (dead.selected.size ? ' (' + dead.selected.size + ')' : '');
-    $('#dead-note').textContent = cb ? '' : 'A failed download is not downloaded again; its callback reports the failure.';
+    $('#dead-note').textContent = dead.kind === 'callback' ? ''
+      : 'A retried download runs again as a new job: a failure callback not sent yet is dropped, the client gets the new outcome.';
   }
 
-  async function retryDead(ids) {
+  /* Re-queues ids of the shown kind (null: all); button: a row's Retry. The API answers
+   * no CORS preflight, so a retry on another host goes as a simple request without the
+   * token (as the old per-row /retry did) and the next refresh shows what happened. */
+  async function retryDead(ids, button) {
+    const kind = dead.kind, base = dead.base, body = ids ? { kind, ids } : { kind };
+    const row = button ? ids[0] : null;
+    if (button) { button.disabled = true; button.textContent = 'Retrying…'; }
     try {
-      const r = await call('POST', '/failed/retry', ids ? { kind: 'callback', ids } : { kind: 'callback' });
-      say($('#dead-msg'), 'Re-queued ' + num(r.requeued) + ' callback' + (r.requeued === 1 ? '' : 's') + '.', 'ok');
-      dead.selected.clear();
+      let text;
+      if (!sameOrigin(base)) {
+        await fetch(base + '/failed/retry', { method: 'POST', mode: 'no-cors', body: JSON.stringify(body) });
+        text = 'Sent to ' + hostName(base) + '; the list shows what was re-queued.';
+        if (row) retried[row] = 'Sent';
+      } else {
+        const n = (await call('POST', '/failed/retry', body, { base })).requeued;
+        text = 'Re-queued ' + num(n) + ' ' + kind + (n === 1 ? '' : 's') + '.';
+        if (row) retried[row] = n ? 'Re-queued' : 'Not failed any more';
+      }
+      say($('#dead-msg'), text, 'ok');
+      if (!row) dead.selected.clear();
+      else dead.selected.delete(row);
       dead.page = pager('dead');
     } catch (e) {
       say($('#dead-msg'), 'Retry failed: ' + e.message, 'bad');
+      if (row) retried[row] = 'Retry failed: ' + e.message;
     }
+    if (row) setTimeout(() => delete retried[row], 4 * EVERY_MS);
     loadDead();
     tick(true);
   }
@@ -823,9 +824,22 @@
       }
       renderDeadOps();
     });
+    const host = $('#dead-host');
+    if (bases.length > 1) {
+      host.hidden = false;
+      host.replaceChildren(...bases.map((b) => el('option', { value: b }, hostName(b))));
+      host.addEventListener('change', () => {
+        Object.assign(dead, { base: host.value, page: pager('dead') });
+        dead.selected.clear();
+        say($('#dead-msg'), '');
+        loadDead();
+      });
+    }
     $('#dead-retry-selected').addEventListener('click', () => dead.selected.size && retryDead([...dead.selected]));
     $('#dead-retry-all').addEventListener('click', async () => {
-      if (await confirmDialog('Re-queue every failed callback?', 'Retry all')) retryDead(null);
+      const what = dead.kind === 'callback' ? 'Re-queue every failed callback?'
+        : 'Download every failed download again (up to the 1,000 kept)? Their clients get a new callback.';
+      if (await confirmDialog(what + (bases.length > 1 ? ' (' + hostName(dead.base) + ')' : ''), 'Retry all')) retryDead(null);
     });
     $('#dead-next').addEventListener('click', () => { dead.page = nextPage(dead.page); $('#dead-all').checked = false; loadDead(); });
     $('#dead-first').addEventListener('click', () => { dead.page = pager('dead'); $('#dead-all').checked = false; loadDead(); });

@@ -375,12 +375,14 @@ async function main() {
       await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-1280.png'), fullPage: true });
     });
 
-    await check('failed callback has a Retry button that re-queues it (Redis confirms)', async () => {
-      const row = `#failed tr[data-job="${failedId}"]`;
+    await check('failed callback has a Retry button in the failed list that re-queues it (Redis confirms)', async () => {
+      expect(!(await page.$('#p-failed')), 'the old "Failed callbacks" panel is gone');
+      await page.click('#dead-tabs button[data-kind="callback"]');
+      const row = `#dead tr[data-job="${failedId}"]`;
       await page.waitForSelector(`${row} button.retry`);
       const err = await page.textContent(`${row} td.err`);
       expect(/503/.test(err), `callback error shown: ${err}`);
-      expect(await page.$(`#failed tr[data-job="${bad2.json.id}"] button.retry`), 'second failed callback listed');
+      expect(await page.$(`#dead tr[data-job="${bad2.json.id}"] button.retry`), 'second failed callback listed');
       expect(Number(redis('ZSCORE', 'cb:failed', failedId)) > 0, 'job is in cb:failed');
       const list = await http('GET', `${api}/dashboard/failed?limit=5`);
       expect(list.status === 200 && list.headers.get('access-control-allow-origin') === '*', `/dashboard/failed: ${list.status}`);
@@ -390,10 +392,12 @@ async function main() {
       expect(list.json.length === 2 && list.json[0].id === bad2.json.id, 'newest first');
       expect((await http('GET', `${api}/dashboard/failed?limit=1`)).json.length === 1, 'limit=1');
       const [resp] = await Promise.all([
-        page.waitForResponse((r) => r.url().endsWith(`/retry/${failedId}`)),
+        page.waitForResponse((r) => r.url().endsWith('/failed/retry')),
         page.click(`${row} button.retry`),
       ]);
-      expect(resp.status() === 204, `POST /retry answered ${resp.status()}`);
+      expect(resp.status() === 200 && (await resp.json()).requeued === 1, `POST /failed/retry answered ${resp.status()}`);
+      expect(JSON.stringify(resp.request().postDataJSON()) === JSON.stringify({ kind: 'callback', ids: [failedId] }),
+        `body ${resp.request().postData()}`);
       /* Redis: re-queued (Pending / InProgress), or already delivered (remembered as
        * Delivered for notifier.history, or gone) */
       const state = await until('Redis to show the callback re-queued', () => {
@@ -453,8 +457,8 @@ async function main() {
       p.setDefaultTimeout(15000);
       try {
         const id = bad2.json.id; /* its callback fails again after each retry */
-        const row = `#failed tr[data-job="${id}"] button.retry`;
-        const retried = () => p.waitForResponse((r) => r.url().endsWith(`/retry/${id}`));
+        const row = `#dead tr[data-job="${id}"] button.retry`;
+        const retried = () => p.waitForResponse((r) => r.url().endsWith('/failed/retry'));
         await p.goto(authApi + '/', { waitUntil: 'load' });
         await p.waitForSelector(row); /* reads need no token (api.auth_read is false) */
         expect(!(await p.isVisible('#token-dialog')), 'asked for a token before any call needed one');
@@ -472,7 +476,7 @@ async function main() {
         expect(/refused/.test(why) && /401/.test(why), `the prompt after a wrong token says: ${why}`);
         await p.fill('#token-input', TOKEN);
         [resp] = await Promise.all([retried(), p.click('#token-ok')]);
-        expect(resp.status() === 204, `retry with the token answered ${resp.status()}`);
+        expect(resp.status() === 200, `retry with the token answered ${resp.status()}`);
         expect(resp.request().headers().authorization === 'Bearer ' + TOKEN, 'the token is sent as a Bearer header');
         expect(await p.evaluate(() => sessionStorage.getItem('downloader.api_token')) === TOKEN, 'token in sessionStorage');
         expect(await p.isVisible('#token-state'), 'the footer says that a token is kept');
@@ -481,7 +485,7 @@ async function main() {
         await p.reload({ waitUntil: 'load' });
         await p.waitForSelector(row);
         [resp] = await Promise.all([retried(), p.click(row)]);
-        expect(resp.status() === 204 && resp.request().headers().authorization === 'Bearer ' + TOKEN, `after a reload: ${resp.status()}`);
+        expect(resp.status() === 200 && resp.request().headers().authorization === 'Bearer ' + TOKEN, `after a reload: ${resp.status()}`);
         expect(!(await p.isVisible('#token-dialog')), 'asked again although the token was kept');
       } finally {
         await p.close();
@@ -629,6 +633,43 @@ async function main() {
       await page.waitForSelector('#dead-msg.ok:has-text("Re-queued")');
       const cbs = (await http('GET', `${origin}/_callbacks`)).json;
       for (const id of ids) expect(cbs.some((c) => c.status === 200 && c.body.includes(id)), `the sink got ${id}`);
+    });
+
+    await ccheck('failed downloads: retry of a selected one, then retry all, each downloaded again (Redis and API confirm)', async () => {
+      const ids = [];
+      for (const n of [31, 32]) {
+        const path = `/data/${n}`;
+        expect((await http('POST', `${origin}/_script`, { path, responses: [{ status: 404 }] })).status === 200, 'origin script');
+        ids.push(await post({ url: `${origin}${path}`, aggr_id: 'dl-fail', aggr_limit: 2, callback_url: `${origin}/callback/dl-fail` }));
+      }
+      for (const id of ids) await until(`${id} to fail`, () => redis('ZSCORE', 'dl:failed', id) !== '', 10000);
+      await page.click('#dead-tabs button[data-kind="download"]');
+      for (const id of ids) await page.waitForSelector(`#dead tr[data-job="${id}"] input.pick`, { timeout: 10000 });
+      expect(/404/.test(await page.textContent(`#dead tr[data-job="${ids[0]}"] td.err`)), 'the download error is shown');
+      await page.check(`#dead tr[data-job="${ids[0]}"] input.pick`);
+      await page.waitForSelector('#dead-retry-selected:text-is("Retry selected (1)")');
+      const retry = () => page.waitForResponse((r) => r.url().endsWith('/failed/retry'));
+      let [resp] = await Promise.all([retry(), page.click('#dead-retry-selected')]);
+      expect(resp.status() === 200 && (await resp.json()).requeued === 1, `retry selected answered ${resp.status()}`);
+      expect(JSON.stringify(resp.request().postDataJSON()) === JSON.stringify({ kind: 'download', ids: [ids[0]] }), `body ${resp.request().postData()}`);
+      const downloaded = async (id) => (await http('GET', `${api}/download/${id}`)).json?.download_state === 'Success';
+      await until('the first to be downloaded again', () => downloaded(ids[0]), 10000);
+      expect(redis('ZSCORE', 'dl:failed', ids[0]) === '', 'it left dl:failed');
+      expect(redis('ZSCORE', 'dl:failed', ids[1]) !== '', 'the unselected one stays failed');
+      await page.click('#dead-retry-all');
+      await page.waitForSelector('#confirm[open]');
+      expect(/download/i.test(await page.textContent('#confirm-text')), 'the confirmation names downloads');
+      [resp] = await Promise.all([retry(), page.click('#confirm-yes')]);
+      expect(resp.status() === 200 && (await resp.json()).requeued >= 1, `retry all answered ${resp.status()}`);
+      expect(JSON.stringify(resp.request().postDataJSON()) === '{"kind":"download"}', `body ${resp.request().postData()}`);
+      await until('the second to be downloaded again', () => downloaded(ids[1]), 10000);
+      await page.waitForSelector('#dead-msg.ok:has-text("Re-queued")');
+      await until('the rows to leave the list', async () => !(await page.$(`#dead tr[data-job="${ids[1]}"]`)), 10000, 250);
+      const cbs = (await http('GET', `${origin}/_callbacks`)).json;
+      for (const id of ids) {
+        expect(cbs.some((c) => c.status === 200 && c.body.includes(id) && JSON.parse(c.body).success === true), `the sink got success for ${id}`);
+      }
+      await page.click('#dead-tabs button[data-kind="callback"]');
     });
 
     await check('Redis down: the page says so and keeps working', async () => {
