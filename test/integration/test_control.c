@@ -563,7 +563,8 @@ static long long requeue(const char *body)
     return n;
 }
 
-/* The sink's only successful callback for the job is a success. */
+/* The sink's only successful callback for the job is a success, after one attempt of
+ * the new download (the failed one no longer counts). */
 static void assert_success_callback(const char *id)
 {
     yajl_val p = h_wait_callback(&env, id, 10000);
@@ -573,6 +574,12 @@ static void assert_success_callback(const char *id)
     int ok = 0;
     h_callbacks(&env, id, &ok, NULL);
     assert_int_equal(ok, 1);
+    char path[64];
+    snprintf(path, sizeof path, "/download/%s", id);
+    yajl_val j = get_json(path);
+    assert_string_equal(h_jstr(j, "download_state"), "Success");
+    assert_int_equal(h_jint(j, "download_attempts"), 1);
+    yajl_tree_free(j);
 }
 
 static void test_retry_failed_downloads(void **state)
