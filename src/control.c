@@ -26,7 +26,7 @@
 static void respond_store_error(httpd_req_t *req, store_rc_t rc, const char *what)
 {
     char msg[256];
-    if (rc == STORE_DOWN) return httpd_respond_error(req, 503, REPLY_REDIS_DOWN);
+    if (rc == STORE_DOWN) return reply_down(req);
     snprintf(msg, sizeof msg, "Error %s in Redis", what);
     httpd_respond_error(req, 500, msg);
 }

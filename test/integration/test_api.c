@@ -499,6 +499,12 @@ static void test_redis_down_and_back(void **state)
     h_resp_free(&r);
     request("GET", "/stats/processor", NULL, &r);
     assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.headers, "Access-Control-Allow-Origin: *"));
+    h_resp_free(&r);
+    request("GET", "/aggregations/d", NULL, &r); /* the operator routes alike */
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "Redis is not reachable"));
+    assert_non_null(strstr(r.headers, "Access-Control-Allow-Origin: *"));
     h_resp_free(&r);
     request("GET", "/hb", NULL, &r); /* the heartbeat does not need Redis */
     assert_int_equal(r.status, 200);
