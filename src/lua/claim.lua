@@ -101,7 +101,7 @@ while #out < n and guard < max_turns do
       for _, v in ipairs(h) do e[#e + 1] = v end
       e[#e + 1] = 'DownloadState'
       e[#e + 1] = 'InProgress'
-      local bw, procs = bw_claim(a, owner) -- bwp:<aggr>, see lib.lua
+      local bw, procs = bw_claim(a, owner, st.bandwidth) -- bwp:<aggr>, see lib.lua
       if bw then
         e[#e + 1] = 'AggrBandwidth'
         e[#e + 1] = bw

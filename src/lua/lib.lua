@@ -38,12 +38,12 @@ end
 local function aggr_state(a)
   local h = redis.call('HMGET', 'aggr:' .. a, 'limit', 'inflight', 'delayed', 'proxy', 'rate',
     'next_start', 'paused_until', 'pause_streak', 'effective', 'ok_streak', 'pushed_at',
-    'paused')
+    'paused', 'bandwidth')
   local st = {limit = limit_of(h[1]), inflight = tonumber(h[2]) or 0,
     delayed = tonumber(h[3]) or 0, proxy = h[4] or '', rate = tonumber(h[5]) or 0,
     next_start = tonumber(h[6]) or 0, paused = tonumber(h[7]) or 0,
     streak = tonumber(h[8]) or 0, ok = tonumber(h[10]) or 0, pushed = tonumber(h[11]) or 0,
-    held = h[12] ~= false}
+    held = h[12] ~= false, bandwidth = h[13] or nil}
   local eff = tonumber(h[9])
   if not eff or eff > st.limit then eff = st.limit end
   st.eff = eff
@@ -140,8 +140,8 @@ end
 -- Bandwidth caps (issue 16): bwp:<aggr> counts each processor's running downloads of
 -- an aggregation that has a `bandwidth`; its size is the number of processors sharing
 -- the cap. A processor joining or leaving publishes 'bw' so that all re-divide it.
-local function bw_claim(a, owner)
-  local bw = redis.call('HGET', 'aggr:' .. a, 'bandwidth')
+-- bw: the aggregation's `bandwidth` as aggr_state read it (nil: no cap).
+local function bw_claim(a, owner, bw)
   if not bw then return nil, 0 end
   local k = 'bwp:' .. a
   if redis.call('HINCRBY', k, owner, 1) == 1 then redis.call('PUBLISH', WAKE, 'bw') end
