@@ -61,6 +61,7 @@ typedef struct {
     uint64_t processor_shutdown_grace_ms;
     int disk_high, disk_low;
     uint64_t disk_check_interval_ms;
+    uint64_t tmp_sweep_interval_ms; /* periodic sweep of orphaned partial files */
     bool block_private_networks;
     char **allow_cidrs;
     size_t n_allow_cidrs;

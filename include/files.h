@@ -1,11 +1,13 @@
 /* files: blocking file-system work for stored files, run on the uv thread pool:
- * finalising a download (fsync, image size, mkdir, rename), unlinking, disk usage.
+ * finalising a download (fsync, image size, mkdir, rename), unlinking, disk usage,
+ * sweeping stale temp files.
  * Finalisations submitted during one loop iteration go to the pool together at its end
  * (batches of up to 64, one pool job each); the others are one pool job per call. */
 #ifndef DOWNLOADER_FILES_H
 #define DOWNLOADER_FILES_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 
 typedef struct {
@@ -53,6 +55,21 @@ int files_disk_usage(uv_loop_t *loop, const char *path, files_usage_fn done, voi
  * gets the number removed, or -errno. */
 int files_sweep_tmp(uv_loop_t *loop, const char *dir, long older_than_s, files_usage_fn done,
                     void *arg);
+
+/* The names (without ".tmp") of the temp files files_sweep_tmp would remove, for a
+ * caller that decides which go. done gets 0 or -errno, and owns names (free with
+ * files_names_free); they are NULL on an error. */
+typedef void (*files_list_fn)(int err, char **names, size_t n, void *arg);
+int files_list_tmp(uv_loop_t *loop, const char *dir, long older_than_s, files_list_fn done,
+                   void *arg);
+void files_names_free(char **names, size_t n);
+
+/* Removes <dir>/<name>.tmp for each name (copied) that is still a temp file not
+ * modified for older_than_s seconds (one written to since it was listed stays). done
+ * gets the number of files removed and their bytes. */
+typedef void (*files_removed_fn)(int removed, uint64_t bytes, void *arg);
+int files_remove_tmp(uv_loop_t *loop, const char *dir, const char *const *names, size_t n,
+                     long older_than_s, files_removed_fn done, void *arg);
 
 /* Final path of a job's file: <root>/<id[0:3]>/<id>. */
 void files_job_path(char *buf, size_t len, const char *root, const char *id);

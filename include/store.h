@@ -199,6 +199,13 @@ typedef void (*store_lost_fn)(store_rc_t rc, const char *const *lost, size_t n, 
 void store_renew(store_t *s, const char *owner, uint64_t lease_ms, const char *const *members,
                  size_t n, store_lost_fn done, void *arg);
 
+/* The processor's sweep of partial files: of these job ids (at most
+ * STORE_ORPHANS_BATCH), the ones that can no longer resume a kept <id>.tmp, as `lost`:
+ * no job hash, or DownloadState Success, Failed or Cancelled (tmp_orphans.lua). One
+ * script call. */
+#define STORE_ORPHANS_BATCH 500
+void store_tmp_orphans(store_t *s, const char *const *ids, size_t n, store_lost_fn done, void *arg);
+
 typedef enum { STORE_DL_DONE, STORE_DL_DELAY, STORE_DL_REQUEUE } store_dl_op_t;
 typedef enum {
     STORE_CB_DELIVERED,

@@ -237,6 +237,7 @@ static void set_defaults(config_t *cfg)
     cfg->disk_high = 95;
     cfg->disk_low = 90;
     cfg->disk_check_interval_ms = 60000;
+    cfg->tmp_sweep_interval_ms = 600000;
     cfg->notifier_stats_interval_ms = 5000;
     cfg->callback_max_attempts = 6;
     cfg->callback_retry_base_ms = 60000;
@@ -392,6 +393,8 @@ static int parse_processor(ctx_t *c, yajl_val p, config_t *cfg)
                      &cfg->processor_shutdown_grace_ms) < 0 ||
         get_duration(c, p, "disk_check_interval", 1000, "seconds", true,
                      &cfg->disk_check_interval_ms) < 0 ||
+        get_duration(c, p, "tmp_sweep_interval", 1000, "seconds", true,
+                     &cfg->tmp_sweep_interval_ms) < 0 ||
         parse_processor_limits(c, p, cfg) < 0 || check_object(c, p, "filestorage", &fs) < 0 ||
         parse_filestorage(c, fs, cfg) < 0) /* also without one: records its keys */
         return -1;

@@ -1,7 +1,9 @@
 /* files: blocking file-system work for stored files, run on the libuv thread pool with
  * uv_queue_work. The processor finalises downloads with it (§6.7: fsync, image size via
  * imgsize, mkdir -p, rename or copy across devices), the reaper unlinks (§6.10) and the
- * disk checker asks for usage (§6.9). Each call allocates one request holding copies of
+ * disk checker asks for usage (§6.9); stale temp files (*.tmp in storage_dir not written
+ * to for a while) are listed and removed for the processor's sweeps, one scan serving
+ * both. Each call allocates one request holding copies of
  * its arguments; the pool thread touches only that request, the done callback runs on
  * the loop thread and the request (with the result it points to) is freed right after
  * it. A call that cannot be queued returns a negative errno and then never calls back
@@ -59,8 +61,13 @@ typedef struct files_req {
     files_usage_fn usage_done;
     void *arg;
     files_result_t res;
-    int percent;        /* usage: the result; sweep: files removed */
-    long older_s;       /* sweep: minimum age of a stale temp file */
+    int percent;    /* usage: the result; sweeps: files removed, or -errno */
+    long older_s;   /* sweeps: minimum age of a stale temp file */
+    uint64_t bytes; /* sweeps: bytes removed */
+    char **names;   /* list/remove: temp file names without ".tmp" */
+    size_t n_names, cap_names;
+    files_list_fn list_done;
+    files_removed_fn removed_done;
     unsigned char *mem; /* finalize_mem: the body to write first (owned) */
     size_t mem_len;
     char paths[]; /* storage for path and final_path */
@@ -96,7 +103,10 @@ static files_req_t *req_new(const char *path, const char *final_path)
 static int req_queue(uv_loop_t *loop, files_req_t *r, uv_work_cb work, uv_after_work_cb after)
 {
     int rc = uv_queue_work(loop, &r->work, work, after);
-    if (rc < 0) free(r);
+    if (rc < 0) {
+        files_names_free(r->names, r->n_names);
+        free(r);
+    }
     return rc;
 }
 
@@ -536,42 +546,161 @@ int files_disk_usage(uv_loop_t *loop, const char *path, files_usage_fn done, voi
 
 /* ---- stale temp files ---- */
 
-static bool stale_tmp(int dirfd, const char *name, time_t cutoff)
+/* A regular "*.tmp" file in dirfd not modified since cutoff; *st gets its status. */
+static bool stale_tmp(int dirfd, const char *name, time_t cutoff, struct stat *st)
 {
     size_t l = strlen(name);
-    struct stat st;
     if (l < 5 || strcmp(name + l - 4, ".tmp") != 0) return false;
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) return false;
-    return st.st_mtime <= cutoff;
+    if (fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st->st_mode)) return false;
+    return st->st_mtime <= cutoff;
+}
+
+typedef void (*stale_visit_fn)(files_req_t *r, int dirfd, const char *name, const struct stat *st);
+
+/* Calls visit for every stale temp file in r->path (older than r->older_s): the one
+ * test both sweeps apply. 0, or -errno when the directory cannot be read. */
+static int stale_scan(files_req_t *r, stale_visit_fn visit)
+{
+    DIR *d = opendir(r->path);
+    if (!d) return -errno;
+    time_t cutoff = time(NULL) - r->older_s;
+    struct stat st;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (stale_tmp(dirfd(d), e->d_name, cutoff, &st)) visit(r, dirfd(d), e->d_name, &st);
+    closedir(d);
+    return 0;
+}
+
+/* Removes one stale temp file, counting it and its bytes. */
+static void remove_stale(files_req_t *r, int dirfd, const char *name, const struct stat *st)
+{
+    if (unlinkat(dirfd, name, 0) < 0) return;
+    r->percent++;
+    r->bytes += (uint64_t)st->st_size;
 }
 
 static void sweep_work(uv_work_t *w)
 {
     files_req_t *r = w->data;
-    DIR *d = opendir(r->path);
-    if (!d) {
-        r->percent = -errno;
-        return;
-    }
-    time_t cutoff = time(NULL) - r->older_s;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (stale_tmp(dirfd(d), e->d_name, cutoff) && unlinkat(dirfd(d), e->d_name, 0) == 0) n++;
-    closedir(d);
-    r->percent = n;
+    int rc = stale_scan(r, remove_stale);
+    if (rc < 0) r->percent = rc;
+}
+
+/* A request about the temp files in dir older than older_s; NULL when out of memory. */
+static files_req_t *stale_req(const char *dir, long older_s, void *arg)
+{
+    files_req_t *r = req_new(dir, NULL);
+    if (!r) return NULL;
+    r->arg = arg;
+    r->older_s = older_s;
+    return r;
 }
 
 int files_sweep_tmp(uv_loop_t *loop, const char *dir, long older_than_s, files_usage_fn done,
                     void *arg)
 {
     if (!loop || !dir) return UV_EINVAL;
-    files_req_t *r = req_new(dir, NULL);
+    files_req_t *r = stale_req(dir, older_than_s, arg);
     if (!r) return UV_ENOMEM;
     r->usage_done = done;
-    r->arg = arg;
-    r->older_s = older_than_s;
     return req_queue(loop, r, sweep_work, usage_done);
+}
+
+void files_names_free(char **names, size_t n)
+{
+    for (size_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* Records a stale temp file's name without ".tmp" (out of memory: it is left out). */
+static void list_stale(files_req_t *r, int dirfd, const char *name, const struct stat *st)
+{
+    (void)dirfd;
+    (void)st;
+    if (r->n_names == r->cap_names) {
+        size_t cap = r->cap_names ? 2 * r->cap_names : 64;
+        char **names = realloc(r->names, cap * sizeof *names);
+        if (!names) return;
+        r->names = names;
+        r->cap_names = cap;
+    }
+    char *id = strndup(name, strlen(name) - 4);
+    if (id) r->names[r->n_names++] = id;
+}
+
+static void list_work(uv_work_t *w)
+{
+    files_req_t *r = w->data;
+    r->percent = stale_scan(r, list_stale);
+}
+
+static void list_done(uv_work_t *w, int status)
+{
+    files_req_t *r = w->data;
+    int err = status < 0 ? status : r->percent;
+    if (err < 0) {
+        files_names_free(r->names, r->n_names);
+        r->names = NULL;
+        r->n_names = 0;
+    }
+    r->list_done(err, r->names, r->n_names, r->arg);
+    free(r);
+}
+
+int files_list_tmp(uv_loop_t *loop, const char *dir, long older_than_s, files_list_fn done,
+                   void *arg)
+{
+    if (!loop || !dir || !done) return UV_EINVAL;
+    files_req_t *r = stale_req(dir, older_than_s, arg);
+    if (!r) return UV_ENOMEM;
+    r->list_done = done;
+    return req_queue(loop, r, list_work, list_done);
+}
+
+/* Each named file, if it is still a stale temp file (the test stale_scan applies). */
+static void remove_work(uv_work_t *w)
+{
+    files_req_t *r = w->data;
+    int fd = open(r->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    time_t cutoff = time(NULL) - r->older_s;
+    char name[NAME_MAX + 1];
+    struct stat st;
+    for (size_t i = 0; i < r->n_names; i++)
+        if (snprintf(name, sizeof name, "%s.tmp", r->names[i]) < (int)sizeof name &&
+            stale_tmp(fd, name, cutoff, &st))
+            remove_stale(r, fd, name, &st);
+    close(fd);
+}
+
+static void remove_done(uv_work_t *w, int status)
+{
+    files_req_t *r = w->data;
+    if (r->removed_done) r->removed_done(status < 0 ? 0 : r->percent, r->bytes, r->arg);
+    files_names_free(r->names, r->n_names);
+    free(r);
+}
+
+int files_remove_tmp(uv_loop_t *loop, const char *dir, const char *const *names, size_t n,
+                     long older_than_s, files_removed_fn done, void *arg)
+{
+    if (!loop || !dir || (n && !names)) return UV_EINVAL;
+    files_req_t *r = stale_req(dir, older_than_s, arg);
+    if (!r) return UV_ENOMEM;
+    r->names = calloc(n ? n : 1, sizeof *r->names);
+    for (size_t i = 0; r->names && i < n; i++) {
+        if (!(r->names[i] = strdup(names[i]))) break;
+        r->n_names++;
+    }
+    if (!r->names || r->n_names < n) {
+        files_names_free(r->names, r->n_names);
+        free(r);
+        return UV_ENOMEM;
+    }
+    r->removed_done = done;
+    return req_queue(loop, r, remove_work, remove_done);
 }
 
 /* ---- paths ---- */

@@ -73,7 +73,8 @@ struct processor {
                         to claim (whatever becomes claimable publishes a wake-up), but a
                         scheduled retry is (its due time arms the wake timer) */
     int store_calls; /* claim/renew replies outstanding: the processor outlives them */
-    uv_timer_t wake, renew, disk, grace, bw;
+    bool sweeping;   /* a round of the orphan sweep is under way: the processor outlives it */
+    uv_timer_t wake, renew, disk, grace, bw, sweep;
     int open_handles;
     void (*stopped)(void *);
     void *stopped_arg;
@@ -884,6 +885,153 @@ static void on_swept(int removed, void *arg)
     if (removed > 0) log_info("processor", "removed stale temp files", "count=%d", removed);
 }
 
+/* ---------- orphaned partial files ---------- */
+
+/* A temp file untouched for longer than any live transfer may stall is no running
+ * transfer's: at start every such file goes, later only orphans (below). */
+static long stale_tmp_s(const config_t *cfg)
+{
+    return (long)((cfg->low_speed_time_ms + 2 * cfg->download_lease_ms) / 1000);
+}
+
+/* One round of the periodic sweep of partial files kept for a resume
+ * (processor.tmp_sweep_interval). A kept <id>.tmp becomes an orphan when its job will
+ * not come back to this host: it finished elsewhere, was purged, expired or deleted.
+ * The round lists the stale temp files (files_list_tmp, the start-up sweep's test),
+ * asks Redis in batches which of their jobs can no longer resume
+ * (store_tmp_orphans: no hash, Success, Failed, Cancelled; Pending and InProgress
+ * keep theirs, however long the retry is delayed), and removes those on the pool;
+ * files of downloads running here are left out before asking and again before
+ * removing, and a file written to meanwhile is no longer stale and stays. A round
+ * whose Redis call fails removes nothing. */
+typedef struct {
+    processor_t *p;
+    char **names; /* the stale temp files listed (owned) */
+    size_t n_names;
+    const char **ids;      /* of those, the candidates (into names) */
+    size_t n, from, asked; /* the batch asked about last: ids[from..asked) */
+    const char **gone;     /* the orphans Redis named (into names) */
+    size_t n_gone;
+} sweep_t;
+
+/* Keeps the ids of ids[0..n) that are job ids and no download running here has (their
+ * files are theirs, however old; other names are left to the start-up sweep);
+ * returns their number. */
+static size_t sweep_idle(processor_t *p, const char **ids, size_t n)
+{
+    strmap_t running = {0};
+    size_t kept = 0;
+    for (dl_t *d = p->active; d; d = d->next)
+        strmap_add(&running, d->c.job.id, 1);
+    for (size_t i = 0; i < n; i++)
+        if (job_id_valid(ids[i], strlen(ids[i])) && !strmap_get(&running, ids[i]))
+            ids[kept++] = ids[i];
+    strmap_free(&running);
+    return kept;
+}
+
+static void sweep_end(sweep_t *sw)
+{
+    processor_t *p = sw->p;
+    files_names_free(sw->names, sw->n_names);
+    free(sw->ids);
+    free(sw->gone);
+    free(sw);
+    p->sweeping = false;
+    stop_check(p);
+}
+
+static void on_orphans_removed(int removed, uint64_t bytes, void *arg)
+{
+    sweep_t *sw = arg;
+    if (removed > 0) {
+        log_info("processor", "removed orphaned partial files", "count=%d bytes=%llu", removed,
+                 (unsigned long long)bytes);
+        stats_incr(sw->p->stats, "orphanedTmpRemoved", removed);
+    }
+    sweep_end(sw);
+}
+
+static void sweep_remove(sweep_t *sw)
+{
+    processor_t *p = sw->p;
+    /* a job may have been claimed here again meanwhile (a failed one retried) */
+    sw->n_gone = sweep_idle(p, sw->gone, sw->n_gone);
+    if (sw->n_gone == 0 || files_remove_tmp(p->app->loop, p->cfg->storage_dir, sw->gone, sw->n_gone,
+                                            stale_tmp_s(p->cfg), on_orphans_removed, sw) < 0)
+        sweep_end(sw);
+}
+
+static void sweep_ask(sweep_t *sw);
+
+static void on_orphans(store_rc_t rc, const char *const *ids, size_t n, void *arg)
+{
+    sweep_t *sw = arg;
+    if (rc != STORE_OK) { /* never without Redis' answer: the next round asks again */
+        sweep_end(sw);
+        return;
+    }
+    /* the script answers a subset of the batch in its order: point into names */
+    size_t j = sw->from;
+    for (size_t i = 0; i < n; i++) {
+        while (j < sw->asked && strcmp(sw->ids[j], ids[i]) != 0)
+            j++;
+        if (j < sw->asked) sw->gone[sw->n_gone++] = sw->ids[j++];
+    }
+    if (sw->asked < sw->n && !sw->p->stopping)
+        sweep_ask(sw);
+    else if (sw->p->stopping)
+        sweep_end(sw);
+    else
+        sweep_remove(sw);
+}
+
+/* Asks about the next batch of at most STORE_ORPHANS_BATCH ids. */
+static void sweep_ask(sweep_t *sw)
+{
+    size_t k = sw->n - sw->asked;
+    if (k > STORE_ORPHANS_BATCH) k = STORE_ORPHANS_BATCH;
+    sw->from = sw->asked;
+    sw->asked += k;
+    store_tmp_orphans(sw->p->store, sw->ids + sw->from, k, on_orphans, sw);
+}
+
+static void on_tmp_listed(int err, char **names, size_t n, void *arg)
+{
+    processor_t *p = arg;
+    sweep_t *sw = calloc(1, sizeof *sw);
+    if (!sw) {
+        files_names_free(names, n);
+        p->sweeping = false;
+        stop_check(p);
+        return;
+    }
+    *sw = (sweep_t){.p = p, .names = names, .n_names = n};
+    if (err < 0)
+        log_warn("processor", "temp file sweep failed", "dir=%s error=%s",
+                 log_q(p->cfg->storage_dir), log_q(strerror(-err)));
+    sw->ids = n ? malloc(n * sizeof *sw->ids) : NULL;
+    sw->gone = n ? malloc(n * sizeof *sw->gone) : NULL;
+    for (size_t i = 0; sw->ids && sw->gone && i < n; i++)
+        sw->ids[sw->n++] = names[i];
+    sw->n = sweep_idle(p, sw->ids, sw->n);
+    if (sw->n == 0 || p->stopping || !store_up(p->store))
+        sweep_end(sw);
+    else
+        sweep_ask(sw);
+}
+
+/* Idle cost: one readdir per interval; nothing while Redis is away. */
+static void on_sweep_timer(uv_timer_t *t)
+{
+    processor_t *p = t->data;
+    if (p->sweeping || p->stopping || !store_up(p->store)) return;
+    p->sweeping = true;
+    if (files_list_tmp(p->app->loop, p->cfg->storage_dir, stale_tmp_s(p->cfg), on_tmp_listed, p) <
+        0)
+        p->sweeping = false;
+}
+
 /* ---------- stats ---------- */
 
 static void refresh_stats(stats_t *s, void *arg)
@@ -1041,14 +1189,15 @@ processor_t *processor_start(app_t *app, char *err, size_t errlen)
     timer_init(p, &p->disk);
     timer_init(p, &p->grace);
     timer_init(p, &p->bw);
+    timer_init(p, &p->sweep);
     uint64_t every = cfg->download_lease_ms / 3;
     uv_timer_start(&p->renew, on_renew_timer, every, every);
     uv_timer_start(&p->disk, on_disk_timer, 0, cfg->disk_check_interval_ms);
     p->reaper = reaper_start(app, p->reap_key, p->stats, p->s3_store ? p->s3 : NULL, cfg->s3_bucket,
                              p->s3_region);
-    /* a temp file untouched for longer than any live transfer may stall is an orphan */
-    long stale_s = (long)((cfg->low_speed_time_ms + 2 * cfg->download_lease_ms) / 1000);
-    files_sweep_tmp(app->loop, cfg->storage_dir, stale_s, on_swept, p);
+    files_sweep_tmp(app->loop, cfg->storage_dir, stale_tmp_s(cfg), on_swept, p);
+    uv_timer_start(&p->sweep, on_sweep_timer, cfg->tmp_sweep_interval_ms,
+                   cfg->tmp_sweep_interval_ms);
     store_on_wake(p->store, on_wake, p);
     store_on_cancel(p->store, on_cancel, p);
     store_on_state(p->store, on_state, p);
@@ -1073,9 +1222,9 @@ static void on_handle_closed(uv_handle_t *h)
 static void on_curlm_closed(void *arg)
 {
     processor_t *p = arg;
-    uv_timer_t *timers[] = {&p->wake, &p->renew, &p->disk, &p->grace, &p->bw};
-    p->open_handles = 5;
-    for (int i = 0; i < 5; i++)
+    uv_timer_t *timers[] = {&p->wake, &p->renew, &p->disk, &p->grace, &p->bw, &p->sweep};
+    p->open_handles = 6;
+    for (int i = 0; i < 6; i++)
         uv_close((uv_handle_t *)timers[i], on_handle_closed);
 }
 
@@ -1095,7 +1244,8 @@ static void on_reaper_stopped(void *arg)
 
 static void stop_check(processor_t *p)
 {
-    if (!p->stopping || p->n_active > 0 || p->store_calls > 0 || p->stop_begun) return;
+    if (!p->stopping || p->n_active > 0 || p->store_calls > 0 || p->sweeping || p->stop_begun)
+        return;
     p->stop_begun = true;
     uv_timer_stop(&p->grace);
     uv_timer_stop(&p->renew);
@@ -1122,6 +1272,7 @@ void processor_stop(processor_t *p, void (*done)(void *arg), void *arg)
     p->stopped_arg = arg;
     uv_timer_stop(&p->wake);
     uv_timer_stop(&p->disk);
+    uv_timer_stop(&p->sweep);
     log_info("processor", "stopping", "running=%d grace_ms=%llu", p->n_active,
              (unsigned long long)p->cfg->processor_shutdown_grace_ms);
     for (dl_t *d = p->active, *next; d; d = next) {

@@ -53,6 +53,7 @@ enum {
     S_CANCEL,
     S_FAILED_PAGE,
     S_FAILED_RETRY,
+    S_TMP_ORPHANS, /* the processor's sweep of partial files */
     S_COUNT
 };
 
@@ -62,7 +63,7 @@ static const char *script_names[S_COUNT] = {
     "job_status.lua",   "live.lua",       "reap_claim.lua", "reap_done.lua", "renew.lua",
     "retry.lua",        "retrying.lua",   "stats_get.lua",  "stats_put.lua", "aggr_get.lua",
     "aggr_jobs.lua",    "aggr_patch.lua", "aggr_purge.lua", "cancel.lua",    "failed_page.lua",
-    "failed_retry.lua"};
+    "failed_retry.lua", "tmp_orphans.lua"};
 
 typedef struct {
     char *body;
@@ -1442,6 +1443,15 @@ void store_renew(store_t *s, const char *owner, uint64_t lease_ms, const char *c
                  size_t n, store_lost_fn done, void *arg)
 {
     renew(s, S_RENEW, owner, lease_ms, members, n, done, arg);
+}
+
+void store_tmp_orphans(store_t *s, const char *const *ids, size_t n, store_lost_fn done, void *arg)
+{
+    args_t a = {0};
+    script_args(s, &a, S_TMP_ORPHANS, 0, NULL);
+    for (size_t i = 0; i < n; i++)
+        args_add(&a, ids[i]);
+    run(s, S_TMP_ORPHANS, &a, lost_reply, cb_new((void *)done, arg));
 }
 
 void store_dl_finish(store_t *s, const char *id, const char *aggr, const char *owner,

@@ -21,6 +21,7 @@ static const char *good =
     "   \"request_headers\": {\"User-Agent\": \"UA\"}, \"stats_interval\": 300, "
     "\"max_concurrency\": 7,"
     "   \"lease\": 20, \"retry_base\": \"500ms\", \"max_file_size\": 1000,"
+    "   \"tmp_sweep_interval\": \"90s\","
     "   \"filestorage\": {\"type\": \"filesystem\", \"rootdir\": \"/tmp/files\"}},"
     " \"notifier\": {\"concurrency\": 10, \"deletion_interval\": 2, \"max_attempts\": 4,"
     "   \"retention\": \"1d\", \"unknown\": [1,2]},"
@@ -50,6 +51,7 @@ static void test_good_file(void **state)
     assert_int_equal(c.processor_stats_interval_ms, 300);
     assert_int_equal(c.max_concurrency, 7);
     assert_int_equal(c.download_lease_ms, 20000);
+    assert_int_equal(c.tmp_sweep_interval_ms, 90000);
     assert_int_equal(c.download_retry_base_ms, 500);
     assert_int_equal(c.max_file_size, 1000);
     assert_int_equal(c.notifier_concurrency, 10);
@@ -85,6 +87,7 @@ static void test_defaults_and_case(void **state)
     assert_string_equal(c.storage_dir, "/tmp/s");
     assert_string_equal(c.fs_rootdir, "/tmp/s"); /* no filestorage section: storage_dir */
     assert_int_equal(c.processor_stats_interval_ms, 5000);
+    assert_int_equal(c.tmp_sweep_interval_ms, 600000);
     assert_int_equal(c.api_max_body, 1 << 20);
     assert_int_equal(c.download_retry_base_ms, 120000);
     assert_int_equal(c.callback_max_attempts, 6);
@@ -161,6 +164,11 @@ static void test_bad_values(void **state)
                  "config: processor.disk_low must be smaller than processor.disk_high");
     expect_error("{\"processor\": {\"lease\": 1}}", 0,
                  "config: processor.lease must be at least 3 seconds");
+    expect_error("{\"processor\": {\"tmp_sweep_interval\": \"often\"}}", 0,
+                 "config: processor.tmp_sweep_interval must be a duration: a number of seconds or "
+                 "a string such as \"30s\"");
+    expect_error("{\"processor\": {\"tmp_sweep_interval\": 0}}", 0,
+                 "config: processor.tmp_sweep_interval must be greater than 0");
     expect_error(
         "{\"redis\": {\"master_name\": \"m\"}}", 0,
         "config: redis.sentinel must list at least one sentinel when redis.master_name is set");

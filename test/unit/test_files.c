@@ -857,6 +857,84 @@ static void test_sweep_stale_tmp(void **state)
     assert_int_equal(sweep(missing, 600), -ENOENT);
 }
 
+/* The periodic sweep's halves: the list names exactly what the start-up sweep would
+ * remove; removal takes only the named files still stale, and counts their bytes. */
+typedef struct {
+    got_t g;
+    char **names;
+    size_t n;
+    uint64_t bytes;
+} listed_t;
+
+static void on_listed(int err, char **names, size_t n, void *arg)
+{
+    listed_t *l = arg;
+    on_usage(err, &l->g);
+    l->names = names;
+    l->n = n;
+}
+
+static void on_removed(int removed, uint64_t bytes, void *arg)
+{
+    listed_t *l = arg;
+    on_usage(removed, &l->g);
+    l->bytes = bytes;
+}
+
+static bool listed(const listed_t *l, const char *name)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->names[i], name) == 0) return true;
+    return false;
+}
+
+static void test_list_and_remove_stale_tmp(void **state)
+{
+    fx_t *fx = *state;
+    const char *files[] = {"a.tmp", "b.tmp", "c.tmp", "new.tmp", "keep.txt"};
+    char path[300];
+    for (int i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "%s/%s", fx->dir, files[i]);
+        write_file(path, "abcde", (size_t)i + 1);
+        if (strcmp(files[i], "new.tmp") != 0) make_old(path, 3600);
+    }
+    snprintf(path, sizeof path, "%s/dir.tmp", fx->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    make_old(path, 3600);
+    uv_loop_t loop;
+    listed_t l = {0};
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(files_list_tmp(&loop, fx->dir, 600, on_listed, &l), 0);
+    run_loop(&loop, &l.g, 1);
+    assert_int_equal(l.g.percent, 0);
+    assert_int_equal(l.n, 3);
+    assert_true(listed(&l, "a") && listed(&l, "b") && listed(&l, "c"));
+    files_names_free(l.names, l.n);
+
+    /* b was written to since (no longer stale), d never existed: a and c go */
+    snprintf(path, sizeof path, "%s/b.tmp", fx->dir);
+    make_old(path, 0);
+    const char *names[] = {"a", "b", "c", "d"};
+    listed_t r = {0};
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(files_remove_tmp(&loop, fx->dir, names, 4, 600, on_removed, &r), 0);
+    run_loop(&loop, &r.g, 1);
+    assert_int_equal(r.g.percent, 2);
+    assert_int_equal(r.bytes, 1 + 3);
+    for (int i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "%s/%s", fx->dir, files[i]);
+        assert_int_equal(exists(path), i == 0 || i == 2 ? false : true);
+    }
+
+    listed_t e = {0};
+    snprintf(path, sizeof path, "%s/nope", fx->dir);
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(files_list_tmp(&loop, path, 600, on_listed, &e), 0);
+    run_loop(&loop, &e.g, 1);
+    assert_int_equal(e.g.percent, -ENOENT);
+    assert_null(e.names);
+}
+
 /* ---- job path ---- */
 
 static void test_job_path(void **state)
@@ -907,6 +985,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finalize_from_done_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finalize_two_loops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_stale_tmp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_and_remove_stale_tmp, setup, teardown),
         cmocka_unit_test(test_job_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
