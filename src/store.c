@@ -1448,8 +1448,12 @@ void store_renew(store_t *s, const char *owner, uint64_t lease_ms, const char *c
 void store_tmp_orphans(store_t *s, const char *const *ids, size_t n, store_lost_fn done, void *arg)
 {
     args_t a = {0};
-    script_args(s, &a, S_TMP_ORPHANS, 0, NULL);
-    for (size_t i = 0; i < n; i++)
+    args_add(&a, "EVALSHA");
+    args_add(&a, s->scripts[S_TMP_ORPHANS].sha);
+    args_addf(&a, "%zu", n);
+    for (size_t i = 0; i < n; i++) /* KEYS: job:<id> of each */
+        args_addf(&a, "job:%s", ids[i]);
+    for (size_t i = 0; i < n; i++) /* ARGV: the ids, what the reply names */
         args_add(&a, ids[i]);
     run(s, S_TMP_ORPHANS, &a, lost_reply, cb_new((void *)done, arg));
 }
