@@ -93,6 +93,7 @@ struct store {
     sentinel_t *sentinel; /* Sentinel mode: where host:port comes from */
     bool master_known;    /* Sentinel mode: host:port is the master the sentinels named */
     bool ever_up;
+    bool listening;      /* a wake or cancel listener: the pub/sub connection is wanted */
     log_outage_t outage; /* the command connection cannot reach host:port */
     uint64_t reconnects;
     uint64_t unreplicated;                  /* enqueues WAIT did not confirm in time */
@@ -241,9 +242,21 @@ static void notify_wake(store_t *s, store_wake_t kind)
         ((store_wake_fn)s->wake[i].fn)(kind, s->wake[i].arg);
 }
 
+static void conn_connect(store_t *s, conn_t *c);
+
+/* The pub/sub connection is opened for the first wake or cancel listener: an API-only
+ * process has none and is not woken by every message published for the others. */
+static void listen_start(store_t *s)
+{
+    if (s->listening) return;
+    s->listening = true;
+    conn_connect(s, &s->sub);
+}
+
 void store_on_wake(store_t *s, store_wake_fn fn, void *arg)
 {
     if (s->n_wake < MAX_LISTENERS) s->wake[s->n_wake++] = (listener_t){(void (*)())fn, arg};
+    listen_start(s);
 }
 
 void store_on_state(store_t *s, store_state_fn fn, void *arg)
@@ -262,6 +275,7 @@ static void forget(listener_t *l, int *n, void *arg)
 void store_on_cancel(store_t *s, store_cancel_msg_fn fn, void *arg)
 {
     if (s->n_cancel < MAX_LISTENERS) s->cancel[s->n_cancel++] = (listener_t){(void (*)())fn, arg};
+    listen_start(s);
 }
 
 void store_forget(store_t *s, void *arg)
@@ -390,8 +404,6 @@ static void script_args(store_t *s, args_t *a, int script, int nkeys, const char
 }
 
 /* ---------- connections ---------- */
-
-static void conn_connect(store_t *s, conn_t *c);
 
 /* An attempt of the command connection failed: warn at once, then every
  * LOG_OUTAGE_INTERVAL_MS while it lasts (the pub/sub connection fails alike). */
@@ -590,7 +602,7 @@ static void conn_open(store_t *s, conn_t *c)
 
 static void conn_connect(store_t *s, conn_t *c)
 {
-    if (s->closing || c->ac) return;
+    if (s->closing || c->ac || (c == &s->sub && !s->listening)) return;
     if (s->sentinel && !s->master_known) {
         sentinel_resolve(s->sentinel); /* on_master connects */
         return;
@@ -612,7 +624,7 @@ static void conn_drop(store_t *s, conn_t *c)
 
 static void conn_open_now(store_t *s, conn_t *c)
 {
-    if (s->closing || c->ac) return;
+    if (s->closing || c->ac || (c == &s->sub && !s->listening)) return;
     uv_timer_stop(&c->retry);
     conn_open(s, c);
 }
@@ -695,7 +707,6 @@ store_t *store_new(uv_loop_t *loop, const config_t *cfg, const char *name)
     else
         split_addr(s, cfg->redis_addr);
     conn_connect(s, &s->cmd);
-    conn_connect(s, &s->sub);
     return s;
 }
 

@@ -474,6 +474,31 @@ static void test_concurrent_posts(void **state)
     freeReplyObject(x);
 }
 
+/* Subscribers of the wake-up channel (PUBSUB NUMSUB). */
+static long long wake_subscribers(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "PUBSUB NUMSUB downloader:wake");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    long long n = r->element[1]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/* An API-only process has no wake or cancel listener: it opens no pub/sub connection,
+ * so it is not woken by every message published for processors and notifiers. */
+static void test_api_does_not_subscribe(void **state)
+{
+    (void)state;
+    assert_int_equal(h_post_job(&env,
+                                "{\"url\":\"http://a/s\",\"aggr_id\":\"sub\",\"aggr_limit\":1,"
+                                "\"callback_url\":\"http://c/\"}",
+                                NULL),
+                     201);
+    assert_int_equal(wake_subscribers(rc), 0);
+}
+
 static bool api_serves(void *arg)
 {
     (void)arg;
@@ -575,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_stats_and_status),
         cmocka_unit_test(test_static_ui),
         cmocka_unit_test(test_concurrent_posts),
+        cmocka_unit_test(test_api_does_not_subscribe),
         cmocka_unit_test(test_redis_down_and_back),
         cmocka_unit_test(test_redis_loading_after_restart),
     };

@@ -118,6 +118,11 @@ static void test_full_pipeline(void **state)
     post("/data/50000", "pipe", 2, "\"extra\":\"foobar\"", id);
     yajl_val p = h_wait_callback(&env, id, 10000);
     assert_non_null(p);
+    /* the processor and the notifier listen for wake-ups; the api does not */
+    redisReply *sub = redisCommand(rc, "PUBSUB NUMSUB downloader:wake");
+    assert_non_null(sub);
+    assert_int_equal(sub->element[1]->integer, 2);
+    freeReplyObject(sub);
     assert_int_equal(p->u.object.len, 10);
     assert_int_equal(h_jbool(p, "success"), 1);
     assert_string_equal(h_jstr(p, "error"), "");
