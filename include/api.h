@@ -26,7 +26,8 @@ typedef struct {
 
 /* What the table says about a request: the entry to run (NULL: the path's route does
  * not implement the method: 405), the auth level to check first (the entry's, or the
- * strictest of the route's when none) and the route's methods for an Allow header. */
+ * strictest of the route's when none) and, only when there is no entry, the route's
+ * methods for the Allow header. */
 typedef struct {
     const api_route_t *route;
     auth_level_t auth;

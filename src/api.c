@@ -74,27 +74,42 @@ static bool method_match(const char *want, const char *method)
            (strcmp(want, "GET") == 0 && strcmp(method, "HEAD") == 0);
 }
 
+/* The Allow list of the route whose first entry is table[first] (its others may follow
+ * anywhere below). */
+static void allow_list(api_match_t *m, const api_route_t *table, size_t n, size_t first)
+{
+    size_t len = 0;
+    for (size_t i = first; i < n; i++) {
+        if (strcmp(table[i].pattern, table[first].pattern) != 0) continue;
+        const char *name = strcmp(table[i].method, "GET") == 0 ? "GET, HEAD" : table[i].method;
+        int w = snprintf(m->allow + len, sizeof m->allow - len, "%s%s", len ? ", " : "", name);
+        len = w < 0 || (size_t)w >= sizeof m->allow - len ? strlen(m->allow) : len + (size_t)w;
+    }
+}
+
 api_match_t api_route_match(const api_route_t *table, size_t n, const char *method,
                             const char *path)
 {
     api_match_t m = {NULL, AUTH_WRITE, ""};
     const char *pattern = NULL;
-    size_t len = 0;
+    size_t first = 0;
     for (size_t i = 0; path && i < n; i++) {
         if (pattern ? strcmp(table[i].pattern, pattern) != 0
                     : !pattern_match(table[i].pattern, path))
             continue;
-        if (!pattern) m.auth = AUTH_OPEN;
-        pattern = table[i].pattern;
+        if (!pattern) {
+            m.auth = AUTH_OPEN;
+            pattern = table[i].pattern;
+            first = i;
+        }
         if (!m.route && method && method_match(table[i].method, method)) {
             m.route = &table[i];
             m.auth = table[i].auth;
         }
         if (!m.route && table[i].auth > m.auth) m.auth = table[i].auth;
-        const char *name = strcmp(table[i].method, "GET") == 0 ? "GET, HEAD" : table[i].method;
-        int w = snprintf(m.allow + len, sizeof m.allow - len, "%s%s", len ? ", " : "", name);
-        len = w < 0 || (size_t)w >= sizeof m.allow - len ? strlen(m.allow) : len + (size_t)w;
     }
+    /* only a 405 needs it: the requests that match pay nothing for it */
+    if (pattern && !m.route) allow_list(&m, table, n, first);
     return m;
 }
 
