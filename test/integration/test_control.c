@@ -48,12 +48,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static long long now_us(void)
 {
     struct timespec ts;
@@ -299,12 +293,12 @@ static void test_aggregation_control(void **state)
     snprintf(path, sizeof path, "/download/%s", stalled);
     assert_int_equal(api("DELETE", path, NULL, false, NULL, NULL), 204);
     while (origin_stat("ctl-a", "current") > 0 && now_us() - t0 < 5000000)
-        sleep_ms(20);
+        h_sleep_ms(20);
     long long abort_ms = (now_us() - t0) / 1000;
     printf("running download aborted %lld ms after DELETE\n", abort_ms);
     assert_true(abort_ms < 1500);
     wait_aggr("ctl-a", "inflight", 0);
-    sleep_ms(800);
+    h_sleep_ms(800);
     assert_int_equal(aggr_field("ctl-a", "ready"), 4);
     assert_int_equal(origin_stat("ctl-a", "count"), 1);
     yajl_val st = get_json(path);
@@ -400,7 +394,7 @@ static void test_history_and_delivered(void **state)
         yajl_tree_free(st);
         st = get_json(path);
         if (strcmp(h_jstr(st, "callback_state"), "Delivered") == 0) break;
-        sleep_ms(50);
+        h_sleep_ms(50);
     }
     assert_string_equal(h_jstr(st, "callback_state"), "Delivered");
     assert_string_equal(h_jstr(st, "download_state"), "Success");
@@ -427,7 +421,7 @@ static void test_history_and_delivered(void **state)
         free(cs);
         cs = h_redis_str(rc, "HGET job:%s CallbackState", slow);
         if (cs && strcmp(cs, "InProgress") == 0) break;
-        sleep_ms(10);
+        h_sleep_ms(10);
     }
     assert_string_equal(cs, "InProgress");
     free(cs);
@@ -516,7 +510,7 @@ static void test_failed_and_retry(void **state)
     yajl_val j = NULL;
     refail_t rf = {id, 0};
     assert_true(listed_at("callback", id, &rf.after));
-    sleep_ms(5);
+    h_sleep_ms(5);
     snprintf(body, sizeof body, "{\"kind\":\"callback\",\"ids\":[\"%s\"]}", id);
     assert_int_equal(api("POST", "/failed/retry", body, false, &j, NULL), 200);
     assert_int_equal(h_jint(j, "requeued"), 1);
@@ -669,13 +663,13 @@ static void test_cancel_races(void **state)
     /* ~100-200 ms downloads, cancelled from before the claim to after the finish */
     for (int i = 0; i < N; i++) {
         post("ctl-r", N, "/data/200000?chunk=32768&chunk_delay_ms=15&aggr=ctl-r", NULL, ids[i]);
-        sleep_ms(8 * i);
+        h_sleep_ms(8 * i);
         char path[700];
         snprintf(path, sizeof path, "/download/%s", ids[i]);
         st[i] = api("DELETE", path, NULL, false, NULL, NULL);
         assert_true(st[i] == 204 || st[i] == 409);
     }
-    sleep_ms(2500);
+    h_sleep_ms(2500);
     int cancelled = 0;
     for (int i = 0; i < N; i++) {
         int ok = 0;

@@ -172,12 +172,6 @@ static void test_orphans_go_resumable_stay(void **state)
     assert_true(tmp_exists(fresh));
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Without Redis' answer nothing is removed; the first round after it is back does. */
 static void test_redis_away_removes_nothing(void **state)
 {
@@ -185,7 +179,7 @@ static void test_redis_away_removes_nothing(void **state)
     const char *orphan = "SweepRedisAway1";
     h_redis_kill(&env.redis);
     write_tmp(orphan, DAY);
-    sleep_ms(3500); /* three rounds due */
+    h_sleep_ms(3500); /* three rounds due */
     assert_true(tmp_exists(orphan));
     assert_int_equal(h_redis_restart(&env.redis), 0);
     const char *ids[] = {orphan, NULL};

@@ -309,6 +309,12 @@ void h_resp_free(h_resp_t *r)
     memset(r, 0, sizeof *r);
 }
 
+void h_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 bool h_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms)
 {
     long end = now_ms() + timeout_ms;

@@ -69,6 +69,9 @@ int h_http(const char *method, const char *url, const char *body, const char *co
            h_resp_t *resp);
 void h_resp_free(h_resp_t *r);
 
+/* Sleeps ms milliseconds. */
+void h_sleep_ms(int ms);
+
 /* Polls cond(arg) every 20 ms until it returns true or timeout_ms passes. */
 bool h_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms);
 
