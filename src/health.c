@@ -60,5 +60,5 @@ void health_ready(app_t *app, httpd_req_t *req)
     if (store_up(app->store))
         httpd_respond(req, 200, text, 1, "OK", 2);
     else
-        httpd_respond_error(req, 503, REPLY_REDIS_DOWN);
+        reply_down(req);
 }
