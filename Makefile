@@ -92,6 +92,11 @@ $(BUILD)/test/tools/%: $(BUILD)/obj/test_tools/%.o $(LIB)
 	@mkdir -p $(@D)
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bench/%: bench/%.c
+	@mkdir -p $(@D)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS) -o $@ $<
+
 HOST ?= 127.0.0.1
 PORT ?= 8000
 run: deps-run $(BIN)
@@ -127,11 +132,11 @@ unit: $(BIN) $(UNIT) $(TOOLS)
 integration: $(BIN) $(INTEG) $(TOOLS)
 	@BUILD=$(BUILD) ./test/run.sh $(INTEG)
 
-bench: deps $(BIN) $(TOOLS)
+bench: deps $(BIN) $(TOOLS) $(BUILD)/bench/floor
 	@BUILD=$(BUILD) ./bench/run.sh
 
 format:
-	clang-format -i src/*.c include/*.h test/*/*.c
+	clang-format -i src/*.c include/*.h test/*/*.c bench/*.c
 
 clean:
 	rm -rf build

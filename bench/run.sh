@@ -29,6 +29,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=${BENCH_BIN:-$PWD/$BUILD/downloader}
 KAFKA_MOCK=$PWD/$BUILD/test/tools/kafka_mock
+FLOOR=$PWD/$BUILD/bench/floor
 BENCHES=${BENCH:-api idem e2e split disk mem cb scale resume rate control}
 
 DEPS_EXTRA="wrk nginx-light aria2 redis-tools" ./.ci/deps.sh
@@ -717,6 +718,12 @@ bench_rate() {
     local per_start
     per_start=$(calc "1e6 * ($c1 - $c0) / $TICKS / ($rdone + $rbase - $d0)")
     pcpu=$(calc "100 * ($c1 - $c0) / $TICKS / ($w1 - $w0)")
+    # the same machine state (the rate-limited jobs still running): the system-call
+    # floor of one start, from a bare loop doing only a start's I/O (bench/floor.c)
+    local floor
+    mkdir -p "$d/floor"
+    floor=$("$FLOOR" "$REDIS_PORT" "$NGINX_PORT" /files/f%04d "$d/floor" 200 "$RATE") ||
+        die "bench/floor failed"
     rate_wait cbr "$rbase" "$N"
     [ "$RW_N" -ge "$N" ] || rok=0
     rtime=$(calc "$RW_LAST - $tr0")
@@ -738,6 +745,8 @@ bench_rate() {
     row "$B" "  next to / alone (mean of both)" "$(fmt "$ratio" 1) %" ">= 90 %" "$(verdict ge "$ratio" 90)"
     row "$B" "processor CPU, only rate-limited left (10 s)" "$(fmt "$pcpu" 2) %" "< 2 %" "$(verdict lt "$pcpu" 2)"
     row "$B" "  processor CPU per start then" "$(fmt "$per_start") us" "" ""
+    row "$B" "  the same I/O from a bare loop (bench/floor.c)" "$(fmt "$floor") us" "" ""
+    row "$B" "  that floor at $RATE starts/s" "$(fmt "$(calc "$floor * $RATE / 1e4")" 2) %" "" ""
     row "$B" "  processor CPU per job at full speed (alone)" "$(fmt "$busy") us" "" ""
     row "$B" "  Redis script calls per start then (all)" "$(fmt "$calls" 2)" "" ""
     row "$B" "  rate-limited jobs done after that window" "$rdone of $N" "< $N" "$(verdict [ "$rdone" -lt "$N" ])"
