@@ -15,13 +15,18 @@
  * Reply objects come from a per-connection arena instead of one malloc per element:
  * hiredis builds one reply at a time and frees it (its root) right after the callback
  * that receives it, so freeing the root simply empties the arena. Callbacks never keep
- * a reply (hiredis frees it anyway). */
+ * a reply (hiredis frees it anyway).
+ * Connecting (redisuv_dial) looks a host name up with uv_getaddrinfo on the thread pool,
+ * so that hiredis' own blocking getaddrinfo only ever sees an IP address. */
 #include "redisuv.h"
 
 #include "tick.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -304,4 +309,95 @@ int redisuv_attach(redisAsyncContext *ac, uv_loop_t *loop)
     ac->ev.delWrite = del_write;
     ac->ev.cleanup = cleanup;
     return REDIS_OK;
+}
+
+/* ---------- connecting ---------- */
+
+struct redisuv_dial {
+    uv_getaddrinfo_t req;
+    uv_loop_t *loop;
+    int port;
+    redisuv_dial_fn done; /* NULL: aborted */
+    void *arg;
+};
+
+/* Connects to an IP address (hiredis' getaddrinfo returns at once) and attaches. */
+static void connect_ip(uv_loop_t *loop, const char *ip, int port, redisuv_dial_fn done, void *arg)
+{
+    redisAsyncContext *ac = redisAsyncConnect(ip, port);
+    char err[160];
+    if (!ac || ac->err) {
+        snprintf(err, sizeof err, "%s", ac ? ac->errstr : "out of memory");
+        if (ac) redisAsyncFree(ac);
+        done(NULL, err, arg);
+        return;
+    }
+    if (redisuv_attach(ac, loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        done(NULL, "out of memory", arg);
+        return;
+    }
+    done(ac, NULL, arg);
+}
+
+static void on_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    redisuv_dial_t *d = req->data;
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *a = res; a && !pick; a = a->ai_next)
+        if (a->ai_family == AF_INET) pick = a;
+    for (const struct addrinfo *a = res; a && !pick; a = a->ai_next)
+        if (a->ai_family == AF_INET6) pick = a;
+    char ip[INET6_ADDRSTRLEN] = "", err[160];
+    if (pick) {
+        const void *in = pick->ai_family == AF_INET
+                             ? (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr
+                             : (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+        inet_ntop(pick->ai_family, in, ip, sizeof ip);
+    }
+    uv_freeaddrinfo(res);
+    if (d->done && *ip) {
+        connect_ip(d->loop, ip, d->port, d->done, d->arg);
+    } else if (d->done) {
+        snprintf(err, sizeof err, "cannot look the host up: %s",
+                 status < 0 ? uv_strerror(status) : "no IP address");
+        d->done(NULL, err, d->arg);
+    }
+    free(d);
+}
+
+redisuv_dial_t *redisuv_dial(uv_loop_t *loop, const char *host, int port, redisuv_dial_fn done,
+                             void *arg)
+{
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1) {
+        connect_ip(loop, host, port, done, arg);
+        return NULL;
+    }
+    redisuv_dial_t *d = calloc(1, sizeof *d);
+    if (!d) {
+        done(NULL, "out of memory", arg);
+        return NULL;
+    }
+    d->loop = loop;
+    d->port = port;
+    d->done = done;
+    d->arg = arg;
+    d->req.data = d;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int rc = uv_getaddrinfo(loop, &d->req, on_lookup, host, NULL, &hints);
+    if (rc < 0) {
+        free(d);
+        char err[160];
+        snprintf(err, sizeof err, "cannot look the host up: %s", uv_strerror(rc));
+        done(NULL, err, arg);
+        return NULL;
+    }
+    return d;
+}
+
+void redisuv_dial_abort(redisuv_dial_t *d)
+{
+    d->done = NULL;
+    uv_cancel((uv_req_t *)&d->req); /* still queued: on_lookup comes with UV_ECANCELED */
 }

@@ -50,6 +50,7 @@ struct sentinel {
     unsigned epoch; /* bumped by every +switch-master for our master */
     /* lookup */
     redisAsyncContext *q;
+    redisuv_dial_t *q_dial; /* the sentinel at q_index is being looked up */
     size_t q_index;
     bool q_active; /* a lookup round is under way, or waiting for its retry */
     log_outage_t q_outage;
@@ -59,6 +60,7 @@ struct sentinel {
     uv_timer_t q_timer; /* per-sentinel timeout, and the backoff between rounds */
     /* +switch-master subscription */
     redisAsyncContext *sub;
+    redisuv_dial_t *sub_dial;
     size_t sub_index;
     bool sub_up;
     uint64_t sub_backoff;
@@ -89,27 +91,25 @@ void sentinel_split_addr(const char *addr, int def_port, char *host, size_t host
     if (!*host) snprintf(host, hostlen, "localhost");
 }
 
-/* Opens an async connection to a sentinel; NULL when that failed at once (why in err). */
-static redisAsyncContext *open_ctx(sentinel_t *s, const addr_t *a, redisConnectCallback *on_conn,
-                                   redisDisconnectCallback *on_disc, char *err, size_t errlen)
+/* Connects to a sentinel: done gets the context or why not (redisuv_dial: a host name is
+ * looked up on the thread pool). The dial, if done is still to come, goes to *pending. */
+static void dial(sentinel_t *s, const addr_t *a, redisuv_dial_fn done, redisuv_dial_t **pending)
 {
-    redisAsyncContext *ac = redisAsyncConnect(a->host, a->port);
-    snprintf(err, errlen, "%s", !ac ? "out of memory" : ac->err ? ac->errstr : "");
-    if (!ac) return NULL;
-    if (ac->err) {
-        log_debug("sentinel", "sentinel connect failed", "addr=%s:%d error=%s", a->host, a->port,
-                  log_q(ac->errstr));
-        redisAsyncFree(ac);
-        return NULL;
-    }
+    redisuv_dial_t *d = redisuv_dial(s->loop, a->host, a->port, done, s);
+    if (d) *pending = d; /* else done has run (and may have dialled the next sentinel) */
+}
+
+/* A sentinel's fresh context gets its callbacks; false (and it is freed) when the first
+ * command cannot even be queued. */
+static bool ctx_setup(sentinel_t *s, redisAsyncContext *ac, redisConnectCallback *on_conn,
+                      redisDisconnectCallback *on_disc, redisCallbackFn *on_reply, const char *cmd)
+{
     ac->data = s;
-    if (redisuv_attach(ac, s->loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
     redisAsyncSetConnectCallback(ac, on_conn);
     redisAsyncSetDisconnectCallback(ac, on_disc);
-    return ac;
+    if (redisAsyncCommand(ac, on_reply, s, cmd, s->name) == REDIS_OK) return true;
+    redisAsyncFree(ac);
+    return false;
 }
 
 /* ---------- lookup ---------- */
@@ -228,23 +228,28 @@ static void on_q_reply(redisAsyncContext *ac, void *r, void *priv)
     q_answered(s, host, port);
 }
 
+static void on_q_dialed(redisAsyncContext *ac, const char *err, void *arg)
+{
+    sentinel_t *s = arg;
+    s->q_dial = NULL;
+    if (ac && ctx_setup(s, ac, on_q_connect, on_q_disconnect, on_q_reply,
+                        "SENTINEL get-master-addr-by-name %s")) {
+        s->q = ac;
+        uv_timer_start(&s->q_timer, on_q_timeout, QUERY_TIMEOUT_MS, 0);
+        return;
+    }
+    q_note(s, ac ? "cannot send" : err);
+    s->q_index++;
+    q_next(s);
+}
+
 static void q_next(sentinel_t *s)
 {
-    while (s->q_index < s->n && !s->closing) {
-        char err[256];
-        redisAsyncContext *ac =
-            open_ctx(s, &s->addrs[s->q_index], on_q_connect, on_q_disconnect, err, sizeof err);
-        if (ac && redisAsyncCommand(ac, on_q_reply, s, "SENTINEL get-master-addr-by-name %s",
-                                    s->name) == REDIS_OK) {
-            s->q = ac;
-            uv_timer_start(&s->q_timer, on_q_timeout, QUERY_TIMEOUT_MS, 0);
-            return;
-        }
-        if (ac) redisAsyncFree(ac);
-        q_note(s, ac ? "cannot send" : err);
-        s->q_index++;
+    if (s->closing || s->q_dial) return;
+    if (s->q_index < s->n) {
+        dial(s, &s->addrs[s->q_index], on_q_dialed, &s->q_dial);
+        return;
     }
-    if (s->closing) return;
     if (log_outage_failed(&s->q_outage, uv_now(s->loop)))
         log_warn("sentinel", "no sentinel could name the master, retrying",
                  "master_name=%s sentinels=%zu errors=%s attempts=%llu", s->name, s->n,
@@ -340,19 +345,26 @@ static void on_sub_timeout(uv_timer_t *t)
     sub_lost(s);
 }
 
-static void sub_connect(sentinel_t *s)
+static void on_sub_dialed(redisAsyncContext *ac, const char *err, void *arg)
 {
-    if (s->closing || s->sub) return;
-    char err[256];
-    redisAsyncContext *ac =
-        open_ctx(s, &s->addrs[s->sub_index], on_sub_connect, on_sub_disconnect, err, sizeof err);
-    if (!ac || redisAsyncCommand(ac, on_sub_msg, s, "SUBSCRIBE " SWITCH_CHANNEL) != REDIS_OK) {
-        if (ac) redisAsyncFree(ac);
+    sentinel_t *s = arg;
+    s->sub_dial = NULL;
+    if (!ac || !ctx_setup(s, ac, on_sub_connect, on_sub_disconnect, on_sub_msg,
+                          "SUBSCRIBE " SWITCH_CHANNEL)) {
+        const addr_t *a = &s->addrs[s->sub_index];
+        log_debug("sentinel", "sentinel connect failed", "addr=%s:%d error=%s", a->host, a->port,
+                  log_q(ac ? "cannot send" : err));
         sub_lost(s);
         return;
     }
     s->sub = ac;
     uv_timer_start(&s->sub_timer, on_sub_timeout, QUERY_TIMEOUT_MS, 0);
+}
+
+static void sub_connect(sentinel_t *s)
+{
+    if (s->closing || s->sub || s->sub_dial) return;
+    dial(s, &s->addrs[s->sub_index], on_sub_dialed, &s->sub_dial);
 }
 
 /* ---------- life cycle ---------- */
@@ -399,6 +411,8 @@ void sentinel_close(sentinel_t *s, void (*closed)(void *arg), void *arg)
     s->q = s->sub = NULL;
     if (q) redisAsyncFree(q);
     if (sub) redisAsyncFree(sub);
+    if (s->q_dial) redisuv_dial_abort(s->q_dial);
+    if (s->sub_dial) redisuv_dial_abort(s->sub_dial);
     s->open_handles = 2;
     uv_close((uv_handle_t *)&s->q_timer, on_timer_closed);
     uv_close((uv_handle_t *)&s->sub_timer, on_timer_closed);

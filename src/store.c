@@ -76,8 +76,10 @@ typedef struct {
     void *arg;
 } listener_t;
 
-typedef struct {
+typedef struct conn {
     redisAsyncContext *ac;
+    redisuv_dial_t *dial; /* the host name being looked up, before ac exists */
+    struct store *s;
     bool up;
     uv_timer_t retry; /* reconnect backoff */
     uint64_t backoff;
@@ -578,31 +580,34 @@ static void connect_timeout_cb(uv_timer_t *t)
     conn_drop(s, c);
 }
 
-static void conn_open(store_t *s, conn_t *c)
+static void on_dialed(redisAsyncContext *ac, const char *err, void *arg)
 {
-    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
-    if (!ac || ac->err) {
-        conn_failed(s, c, ac ? ac->errstr : "out of memory");
-        if (ac) redisAsyncFree(ac);
+    conn_t *c = arg;
+    store_t *s = c->s;
+    c->dial = NULL;
+    if (!ac) {
+        conn_failed(s, c, err);
         schedule_reconnect(s, c);
         return;
     }
     ac->data = s;
     c->ac = ac;
-    if (redisuv_attach(ac, s->loop) != REDIS_OK) {
-        c->ac = NULL;
-        redisAsyncFree(ac);
-        schedule_reconnect(s, c);
-        return;
-    }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     uv_timer_start(&c->retry, connect_timeout_cb, s->cfg->redis_command_timeout_ms, 0);
 }
 
+/* A host name is looked up first, on the thread pool (redisuv_dial); the connect
+ * timeout starts with the connect. */
+static void conn_open(store_t *s, conn_t *c)
+{
+    redisuv_dial_t *d = redisuv_dial(s->loop, s->host, s->port, on_dialed, c);
+    if (d) c->dial = d; /* else on_dialed has run */
+}
+
 static void conn_connect(store_t *s, conn_t *c)
 {
-    if (s->closing || c->ac || (c == &s->sub && !s->listening)) return;
+    if (s->closing || c->ac || c->dial || (c == &s->sub && !s->listening)) return;
     if (s->sentinel && !s->master_known) {
         sentinel_resolve(s->sentinel); /* on_master connects */
         return;
@@ -615,6 +620,12 @@ static void conn_connect(store_t *s, conn_t *c)
 /* Drops a connection now; listeners hear of it as of any lost connection. */
 static void conn_drop(store_t *s, conn_t *c)
 {
+    if (c->dial) { /* still looking the old host up */
+        redisuv_dial_abort(c->dial);
+        c->dial = NULL;
+        conn_down(s, c);
+        return;
+    }
     redisAsyncContext *ac = c->ac;
     if (!ac) return;
     bool connected = (ac->c.flags & REDIS_CONNECTED) != 0;
@@ -624,7 +635,7 @@ static void conn_drop(store_t *s, conn_t *c)
 
 static void conn_open_now(store_t *s, conn_t *c)
 {
-    if (s->closing || c->ac || (c == &s->sub && !s->listening)) return;
+    if (s->closing || c->ac || c->dial || (c == &s->sub && !s->listening)) return;
     uv_timer_stop(&c->retry);
     conn_open(s, c);
 }
@@ -698,6 +709,7 @@ store_t *store_new(uv_loop_t *loop, const config_t *cfg, const char *name)
     uv_timer_init(loop, &s->sub.retry);
     uv_timer_init(loop, &s->watchdog);
     s->cmd.retry.data = s->sub.retry.data = s->watchdog.data = s;
+    s->cmd.s = s->sub.s = s;
     uint64_t wd = cfg->redis_command_timeout_ms / 2;
     uv_timer_start(&s->watchdog, watchdog_cb, wd ? wd : 1, wd ? wd : 1);
     uv_timer_stop(&s->watchdog);
@@ -738,6 +750,8 @@ void store_close(store_t *s, void (*closed)(void *arg), void *arg)
     s->closed_arg = arg;
     if (s->cmd.ac) redisAsyncFree(s->cmd.ac);
     if (s->sub.ac) redisAsyncFree(s->sub.ac);
+    if (s->cmd.dial) redisuv_dial_abort(s->cmd.dial);
+    if (s->sub.dial) redisuv_dial_abort(s->sub.dial);
     s->open_handles = 3 + (s->sentinel != NULL);
     if (s->sentinel) sentinel_close(s->sentinel, on_sentinel_closed, s);
     uv_close((uv_handle_t *)&s->cmd.retry, on_handle_closed);

@@ -3,7 +3,9 @@
  * address and the error, does not repeat it at every reconnect attempt, and logs at
  * info when Redis comes up; a hung Redis (SIGSTOP) likewise. The same for Sentinel
  * mode when no sentinel can name the master (test/fake_sentinel.py stands in for the
- * sentinel that comes up). */
+ * sentinel that comes up). redis.addr may name the host: "localhost" connects, and a
+ * name that cannot be looked up is reported as such (the lookup runs off the loop;
+ * test_redisuv shows that a slow one does not stop it). */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -170,11 +172,41 @@ static void test_no_sentinel_names_the_master(void **state)
     finish(pid, &r, dir);
 }
 
+static void test_redis_by_host_name(void **state)
+{
+    (void)state;
+    h_redis_t r;
+    assert_int_equal(h_redis_start(&r, false), 0);
+    char *dir = h_tmpdir("outage"), log[700], redis[128], fields[128];
+    snprintf(redis, sizeof redis, "{\"addr\": \"localhost:%d\"}", r.port);
+    pid_t pid = start_api(dir, redis, log, sizeof log);
+    find_t conn;
+    snprintf(fields, sizeof fields, "addr=localhost:%d", r.port);
+    wait_line(&conn, log, pid, "level=info component=store", "msg=\"redis connected\"", fields,
+              5000);
+    finish(pid, &r, dir);
+}
+
+static void test_redis_host_unknown(void **state)
+{
+    (void)state;
+    h_redis_t r;
+    assert_int_equal(h_redis_start(&r, false), 0); /* not used: finish() stops it */
+    char *dir = h_tmpdir("outage"), log[700];
+    pid_t pid = start_api(dir, "{\"addr\": \"no-such-host.invalid:6379\"}", log, sizeof log);
+    find_t warn;
+    wait_line(&warn, log, pid, "level=warn component=store", "msg=\"redis unreachable, retrying\"",
+              "addr=no-such-host.invalid:6379 error=\"cannot look the host up: ", 30000);
+    finish(pid, &r, dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_redis_unreachable),
         cmocka_unit_test(test_redis_hung),
+        cmocka_unit_test(test_redis_by_host_name),
+        cmocka_unit_test(test_redis_host_unknown),
         cmocka_unit_test(test_no_sentinel_names_the_master),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,18 +3,46 @@
  * poll until the next unrelated event); a connection that Redis closes reports
  * through the disconnect callback; and replies built in redisuv's arena (a reply larger
  * than a read and than the arena's chunk, thousands pipelined, nested arrays with nils
- * and integers) reach their callbacks intact and in order. */
+ * and integers) reach their callbacks intact and in order. redisuv_dial connects by
+ * name, looks a name up off the loop (a resolver that takes 1.5 s does not stop a 50 ms
+ * timer), reports a name that cannot be looked up, connects to an IP address within the
+ * call, and an aborted dial never calls back. */
+#include <dlfcn.h>
+#include <netdb.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
 #include "redisuv.h"
+
+/* Names under .slow.test take SLOW_MS to look up here and are then unknown: a resolver
+ * whose DNS server does not answer. The test binary's getaddrinfo comes before libc's
+ * for every caller, hiredis and libuv's pool threads alike. */
+#define SLOW_MS 1500
+#define SLOW_SUFFIX ".slow.test"
+
+typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    size_t n = node ? strlen(node) : 0, k = strlen(SLOW_SUFFIX);
+    if (n > k && strcmp(node + n - k, SLOW_SUFFIX) == 0) {
+        struct timespec ts = {SLOW_MS / 1000, (SLOW_MS % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        return EAI_NONAME;
+    }
+    gai_fn real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+    return real(node, service, hints, res);
+}
 
 typedef struct {
     uv_loop_t loop;
@@ -225,12 +253,140 @@ static void test_replies_through_the_arena(void **state)
     h_redis_stop(&redis);
 }
 
+/* ---------- redisuv_dial ---------- */
+
+typedef struct {
+    uv_loop_t loop;
+    uv_timer_t tick;
+    uint64_t t0, ticked_ms, dialed_ms;
+    int calls;
+    redisAsyncContext *ac;
+    char err[200];
+    bool ponged;
+} dial_t;
+
+static uint64_t since_ms(const dial_t *d)
+{
+    return (uv_hrtime() - d->t0) / 1000000;
+}
+
+static void on_dialed(redisAsyncContext *ac, const char *err, void *arg)
+{
+    dial_t *d = arg;
+    d->calls++;
+    d->dialed_ms = since_ms(d);
+    d->ac = ac;
+    snprintf(d->err, sizeof d->err, "%s", err ? err : "");
+    if (ac) ac->data = d;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    dial_t *d = t->data;
+    d->ticked_ms = since_ms(d);
+}
+
+static void on_dial_pong(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    redisReply *r = reply;
+    dial_t *d = arg;
+    d->ponged = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+}
+
+static void dial_open(dial_t *d)
+{
+    memset(d, 0, sizeof *d);
+    assert_int_equal(uv_loop_init(&d->loop), 0);
+    uv_timer_init(&d->loop, &d->tick);
+    d->tick.data = d;
+    d->t0 = uv_hrtime();
+}
+
+static void dial_close(dial_t *d)
+{
+    uv_close((uv_handle_t *)&d->tick, NULL);
+    if (d->ac) redisAsyncDisconnect(d->ac);
+    uv_run(&d->loop, UV_RUN_DEFAULT); /* also waits for a lookup still on the pool */
+    assert_int_equal(uv_loop_close(&d->loop), 0);
+}
+
+/* Dials host at a fresh Redis: a name (done comes later, from the pool) or an IP
+ * address (done within the call); then a PING goes through the connection. */
+static void dial_and_ping(const char *host, bool by_name)
+{
+    h_redis_t redis = {0};
+    assert_int_equal(h_redis_start(&redis, false), 0);
+    dial_t d;
+    dial_open(&d);
+    redisuv_dial_t *pending = redisuv_dial(&d.loop, host, redis.port, on_dialed, &d);
+    assert_int_equal(pending != NULL, by_name);
+    assert_int_equal(d.calls, by_name ? 0 : 1);
+    while (d.calls == 0)
+        uv_run(&d.loop, UV_RUN_ONCE);
+    assert_non_null(d.ac);
+    redisAsyncCommand(d.ac, on_dial_pong, &d, "PING");
+    while (!d.ponged)
+        uv_run(&d.loop, UV_RUN_ONCE);
+    dial_close(&d);
+    h_redis_stop(&redis);
+}
+
+static void test_dial_by_name(void **state)
+{
+    (void)state;
+    dial_and_ping("localhost", true);
+}
+
+static void test_dial_ip_connects_within_the_call(void **state)
+{
+    (void)state;
+    dial_and_ping("127.0.0.1", false);
+}
+
+/* The lookup takes 1.5 s; a 50 ms timer started with it fires on time, and the dial
+ * ends with the lookup's error (hiredis' own connect would block the loop for 1.5 s). */
+static void test_dial_looks_up_off_the_loop(void **state)
+{
+    (void)state;
+    dial_t d;
+    dial_open(&d);
+    uv_timer_start(&d.tick, on_tick, 50, 0);
+    redisuv_dial_t *pending = redisuv_dial(&d.loop, "redis" SLOW_SUFFIX, 6379, on_dialed, &d);
+    while (d.calls == 0 || d.ticked_ms == 0)
+        uv_run(&d.loop, UV_RUN_ONCE);
+    print_message("# timer at %llu ms, lookup failed at %llu ms: %s\n",
+                  (unsigned long long)d.ticked_ms, (unsigned long long)d.dialed_ms, d.err);
+    assert_true(d.ticked_ms > 0 && d.ticked_ms < SLOW_MS / 2);
+    assert_true(d.dialed_ms >= SLOW_MS - 50);
+    assert_non_null(pending); /* a name is never looked up within the call */
+    assert_null(d.ac);
+    assert_non_null(strstr(d.err, "cannot look the host up"));
+    dial_close(&d);
+}
+
+static void test_dial_abort(void **state)
+{
+    (void)state;
+    dial_t d;
+    dial_open(&d);
+    redisuv_dial_t *dial = redisuv_dial(&d.loop, "gone" SLOW_SUFFIX, 6379, on_dialed, &d);
+    assert_non_null(dial);
+    redisuv_dial_abort(dial);
+    dial_close(&d); /* the loop ends once the lookup is over, without a call */
+    assert_int_equal(d.calls, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_command_from_timer_is_sent_at_once),
         cmocka_unit_test(test_server_close_reports_disconnect),
         cmocka_unit_test(test_replies_through_the_arena),
+        cmocka_unit_test(test_dial_by_name),
+        cmocka_unit_test(test_dial_ip_connects_within_the_call),
+        cmocka_unit_test(test_dial_looks_up_off_the_loop),
+        cmocka_unit_test(test_dial_abort),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
