@@ -118,8 +118,12 @@ struct store {
 typedef void (*reply_fn)(store_t *s, redisReply *r, void *arg);
 static void ignore_reply(store_t *s, redisReply *r, void *arg);
 
-/* A command's arguments, back to back in one buffer (each NUL-terminated): a few
- * allocations per command rather than one per argument. */
+/* A command's arguments framed as Redis reads them (RESP: "$<len>\r\n<arg>\r\n" each),
+ * back to back in one buffer after room for the "*<count>\r\n" head: the command goes to
+ * hiredis whole, with no formatting per argument, and costs a few allocations rather
+ * than one per argument. off/len locate each argument (a NOSCRIPT retry copies them). */
+#define ARGS_HEAD 24 /* room for "*<count>\r\n", written right-aligned when sent */
+
 typedef struct {
     char *buf;
     size_t used, size;
@@ -148,6 +152,19 @@ static void *grow(void *p, size_t n)
     return q;
 }
 
+/* v in decimal at out (no NUL); the number of digits. */
+static size_t fmt_u(char *out, unsigned long long v)
+{
+    char tmp[20];
+    size_t k = 0;
+    do
+        tmp[k++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    for (size_t i = 0; i < k; i++)
+        out[i] = tmp[k - 1 - i];
+    return k;
+}
+
 static void args_addn(args_t *a, const char *p, size_t n)
 {
     if (a->n == a->cap) {
@@ -155,16 +172,55 @@ static void args_addn(args_t *a, const char *p, size_t n)
         a->off = grow(a->off, (size_t)a->cap * sizeof *a->off);
         a->len = grow(a->len, (size_t)a->cap * sizeof *a->len);
     }
-    if (a->used + n + 1 > a->size) {
+    if (a->used == 0) a->used = ARGS_HEAD;
+    size_t need = a->used + n + 25; /* "$", 20 digits, two CRLF */
+    if (need > a->size) {
         a->size = a->size ? a->size * 2 : 512;
-        if (a->size < a->used + n + 1) a->size = a->used + n + 1;
+        if (a->size < need) a->size = need;
         a->buf = grow(a->buf, a->size);
     }
-    memcpy(a->buf + a->used, p, n);
-    a->buf[a->used + n] = 0;
-    a->off[a->n] = a->used;
+    char *q = a->buf + a->used;
+    *q++ = '$';
+    q += fmt_u(q, n);
+    *q++ = '\r';
+    *q++ = '\n';
+    memcpy(q, p, n);
+    a->off[a->n] = (size_t)(q - a->buf);
     a->len[a->n++] = n;
-    a->used += n + 1;
+    q += n;
+    *q++ = '\r';
+    *q++ = '\n';
+    a->used = (size_t)(q - a->buf);
+}
+
+static void args_addu(args_t *a, unsigned long long v)
+{
+    char d[20];
+    args_addn(a, d, fmt_u(d, v));
+}
+
+static void args_addi(args_t *a, long long v)
+{
+    char d[21];
+    size_t k = 0;
+    if (v < 0) d[k++] = '-';
+    k += fmt_u(d + k, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+    args_addn(a, d, k);
+}
+
+/* The whole command, its head written just before the first argument; *len its size. */
+static const char *args_frame(args_t *a, size_t *len)
+{
+    char head[ARGS_HEAD];
+    size_t k = 0;
+    head[k++] = '*';
+    k += fmt_u(head + k, (unsigned long long)a->n);
+    head[k++] = '\r';
+    head[k++] = '\n';
+    char *start = a->buf + ARGS_HEAD - k;
+    memcpy(start, head, k);
+    *len = a->used - (ARGS_HEAD - k);
+    return start;
 }
 
 static void args_add(args_t *a, const char *p)
@@ -316,13 +372,9 @@ static int call_send(call_t *c)
 {
     store_t *s = c->s;
     if (!s->cmd.ac || !s->cmd.up) return -1;
-    const char *small[64], **argv = small;
-    if (c->a.n > 64) argv = grow(NULL, (size_t)c->a.n * sizeof *argv);
-    for (int i = 0; i < c->a.n; i++)
-        argv[i] = c->a.buf + c->a.off[i];
-    int rc = redisAsyncCommandArgv(s->cmd.ac, on_reply, c, c->a.n, argv, c->a.len);
-    if (argv != small) free(argv);
-    if (rc != REDIS_OK) return -1;
+    size_t len;
+    const char *cmd = args_frame(&c->a, &len);
+    if (redisAsyncFormattedCommand(s->cmd.ac, on_reply, c, cmd, len) != REDIS_OK) return -1;
     if (s->pending++ == 0) {
         s->last_progress = uv_now(s->loop);
         uv_timer_again(&s->watchdog);
@@ -400,7 +452,7 @@ static void script_args(store_t *s, args_t *a, int script, int nkeys, const char
 {
     args_add(a, "EVALSHA");
     args_add(a, s->scripts[script].sha);
-    args_addf(a, "%d", nkeys);
+    args_addi(a, nkeys);
     for (int i = 0; i < nkeys; i++)
         args_add(a, keys[i]);
 }
@@ -895,7 +947,7 @@ static void job_encode(args_t *a, const job_t *j)
     add_field(a, "AggrID", j->aggr_id);
     if (j->max_retries >= 0) {
         args_add(a, "MaxRetries");
-        args_addf(a, "%d", j->max_retries);
+        args_addi(a, j->max_retries);
     }
     add_field(a, "DownloadState", "Pending");
     add_field(a, "CallbackURL", j->callback_url);
@@ -906,7 +958,7 @@ static void job_encode(args_t *a, const job_t *j)
     if (j->extract_image_size) add_field(a, "ExtractImageSize", "1");
     if (j->download_timeout > 0) {
         args_add(a, "DownloadTimeout");
-        args_addf(a, "%ld", j->download_timeout);
+        args_addi(a, j->download_timeout);
     }
     if (j->request_headers.n) {
         char *h = job_headers_to_json(&j->request_headers);
@@ -918,7 +970,7 @@ static void job_encode(args_t *a, const job_t *j)
     add_field(a, "Checksum", j->checksum);
     if (j->aggr_bandwidth > 0) { /* enqueue.lua moves it onto the aggregation */
         args_add(a, "AggrBandwidth");
-        args_addf(a, "%lld", j->aggr_bandwidth);
+        args_addi(a, j->aggr_bandwidth);
     }
 }
 
@@ -982,8 +1034,8 @@ static void wait_flush(store_t *s)
     s->wait_busy = true;
     args_t a = {0};
     args_add(&a, "WAIT");
-    args_addf(&a, "%d", s->cfg->redis_wait_replicas);
-    args_addf(&a, "%llu", (unsigned long long)(t < cap ? t : cap ? cap : 1));
+    args_addi(&a, s->cfg->redis_wait_replicas);
+    args_addu(&a, (t < cap ? t : cap ? cap : 1));
     run(s, -1, &a, wait_reply, batch);
 }
 
@@ -1028,13 +1080,13 @@ void store_enqueue(store_t *s, job_t *job, const store_idem_t *idem, store_done_
     script_args(s, &a, S_ENQUEUE, idem ? 1 : 0, keys);
     args_add(&a, job->id);
     args_add(&a, job->aggr_id);
-    args_addf(&a, "%ld", job->aggr_limit);
+    args_addi(&a, job->aggr_limit);
     args_add(&a, job->aggr_proxy ? "1" : "0");
     args_add(&a, job->aggr_proxy);
     args_addf(&a, "%.17g", job->aggr_rate);
     if (idem) {
         args_add(&a, idem->digest);
-        args_addf(&a, "%llu", (unsigned long long)idem->ttl_ms);
+        args_addu(&a, idem->ttl_ms);
     }
     job_encode(&a, job);
     enq_cb_t *e = malloc(sizeof *e);
@@ -1187,7 +1239,7 @@ void store_aggregations(store_t *s, size_t max, store_aggrs_fn done, void *arg)
 {
     args_t a = {0};
     script_args(s, &a, S_AGGREGATIONS, 0, NULL);
-    args_addf(&a, "%zu", max);
+    args_addu(&a, max);
     run(s, S_AGGREGATIONS, &a, aggrs_reply, cb_new((void *)done, arg));
 }
 
@@ -1213,7 +1265,7 @@ void store_failed(store_t *s, size_t max, store_failed_fn done, void *arg)
 {
     args_t a = {0};
     script_args(s, &a, S_FAILED, 0, NULL);
-    args_addf(&a, "%zu", max);
+    args_addu(&a, max);
     run(s, S_FAILED, &a, failed_reply, cb_new((void *)done, arg));
 }
 
@@ -1242,7 +1294,7 @@ void store_retrying(store_t *s, size_t max, store_retrying_fn done, void *arg)
     static const char *const keys[] = {"cb:delayed"};
     args_t a = {0};
     script_args(s, &a, S_RETRYING, 1, keys);
-    args_addf(&a, "%zu", max);
+    args_addu(&a, max);
     run(s, S_RETRYING, &a, retrying_reply, cb_new((void *)done, arg));
 }
 
@@ -1304,7 +1356,7 @@ void store_history(store_t *s, const char *component, int minutes, const char *c
     args_t a = {0};
     script_args(s, &a, S_HISTORY, 0, NULL);
     args_add(&a, component);
-    args_addf(&a, "%d", minutes);
+    args_addi(&a, minutes);
     for (size_t i = 0; i < nfields; i++)
         args_add(&a, fields[i]);
     hist_cb_t *c = malloc(sizeof *c);
@@ -1408,11 +1460,11 @@ void store_claim(store_t *s, const char *owner, int n, uint64_t lease_ms, int ma
 {
     args_t a = {0};
     script_args(s, &a, S_CLAIM, 0, NULL);
-    args_addf(&a, "%llu", (unsigned long long)lease_ms);
-    args_addf(&a, "%d", n);
+    args_addu(&a, lease_ms);
+    args_addi(&a, n);
     args_add(&a, owner);
-    args_addf(&a, "%d", max_lost);
-    args_addf(&a, "%llu", (unsigned long long)retention_ms);
+    args_addi(&a, max_lost);
+    args_addu(&a, retention_ms);
     run(s, S_CLAIM, &a, claim_reply, cb_new((void *)done, arg));
 }
 
@@ -1457,7 +1509,7 @@ static void renew(store_t *s, int script, const char *owner, uint64_t lease_ms,
 {
     args_t a = {0};
     script_args(s, &a, script, 0, NULL);
-    args_addf(&a, "%llu", (unsigned long long)lease_ms);
+    args_addu(&a, lease_ms);
     args_add(&a, owner);
     for (size_t i = 0; i < n; i++)
         args_add(&a, members[i]);
@@ -1475,7 +1527,7 @@ void store_tmp_orphans(store_t *s, const char *const *ids, size_t n, store_lost_
     args_t a = {0};
     args_add(&a, "EVALSHA");
     args_add(&a, s->scripts[S_TMP_ORPHANS].sha);
-    args_addf(&a, "%zu", n);
+    args_addu(&a, n);
     for (size_t i = 0; i < n; i++) /* KEYS: job:<id> of each */
         args_addf(&a, "job:%s", ids[i]);
     for (size_t i = 0; i < n; i++) /* ARGV: the ids, what the reply names */
@@ -1495,11 +1547,11 @@ void store_dl_finish(store_t *s, const char *id, const char *aggr, const char *o
     args_add(&a, aggr);
     args_add(&a, owner);
     args_add(&a, ops[op]);
-    args_addf(&a, "%llu", (unsigned long long)delay_ms);
-    args_addf(&a, "%llu", (unsigned long long)retention_ms);
+    args_addu(&a, delay_ms);
+    args_addu(&a, retention_ms);
     args_add(&a, origin->signal ? origin->signal : "");
-    args_addf(&a, "%llu", (unsigned long long)origin->retry_after_ms);
-    args_addf(&a, "%llu", (unsigned long long)origin->max_pause_ms);
+    args_addu(&a, origin->retry_after_ms);
+    args_addu(&a, origin->max_pause_ms);
     args_add(&a, origin->adaptive ? "1" : "0");
     args_add_kv(&a, kv);
     run(s, S_DL_FINISH, &a, done_reply, cb_new((void *)done, arg));
@@ -1527,8 +1579,8 @@ void store_cb_claim(store_t *s, const char *owner, int n, uint64_t lease_ms, sto
 {
     args_t a = {0};
     script_args(s, &a, S_CB_CLAIM, 0, NULL);
-    args_addf(&a, "%llu", (unsigned long long)lease_ms);
-    args_addf(&a, "%d", n);
+    args_addu(&a, lease_ms);
+    args_addi(&a, n);
     args_add(&a, owner);
     run(s, S_CB_CLAIM, &a, cb_claim_reply, cb_new((void *)done, arg));
 }
@@ -1549,10 +1601,10 @@ void store_cb_finish(store_t *s, const char *id, const char *owner, store_cb_op_
     args_add(&a, id);
     args_add(&a, owner);
     args_add(&a, ops[op]);
-    args_addf(&a, "%llu", (unsigned long long)delay_ms);
-    args_addf(&a, "%llu", (unsigned long long)retention_ms);
-    args_addf(&a, "%llu", (unsigned long long)deletion_ms);
-    args_addf(&a, "%llu", (unsigned long long)s->cfg->history_ms);
+    args_addu(&a, delay_ms);
+    args_addu(&a, retention_ms);
+    args_addu(&a, deletion_ms);
+    args_addu(&a, s->cfg->history_ms);
     args_add_kv(&a, kv);
     run(s, S_CB_FINISH, &a, done_reply, cb_new((void *)done, arg));
 }
@@ -1587,8 +1639,8 @@ void store_reap_claim(store_t *s, const char *queue, const char *owner, int n, u
 {
     args_t a = {0};
     reap_args(s, &a, S_REAP_CLAIM, queue, owner);
-    args_addf(&a, "%llu", (unsigned long long)lease_ms);
-    args_addf(&a, "%d", n);
+    args_addu(&a, lease_ms);
+    args_addi(&a, n);
     run(s, S_REAP_CLAIM, &a, reap_reply, cb_new((void *)done, arg));
 }
 
@@ -1606,7 +1658,7 @@ void store_reap_done(store_t *s, const char *queue, const char *owner, long long
 {
     args_t a = {0};
     reap_args(s, &a, S_REAP_DONE, queue, owner);
-    args_addf(&a, "%lld", deadline);
+    args_addi(&a, deadline);
     for (size_t i = 0; i < n; i++)
         args_add(&a, ids[i]);
     run(s, S_REAP_DONE, &a, count_reply, cb_new((void *)done, arg));
@@ -1622,8 +1674,8 @@ void store_stats_put(store_t *s, const char *component, const char *instance, ui
     script_args(s, &a, S_STATS_PUT, 0, NULL);
     args_add(&a, component);
     args_add(&a, instance);
-    args_addf(&a, "%llu", (unsigned long long)live_ms);
-    args_addf(&a, "%llu", (unsigned long long)keep_ms);
+    args_addu(&a, live_ms);
+    args_addu(&a, keep_ms);
     args_add(&a, info_json);
     args_add_kv(&a, kv);
     run(s, S_STATS_PUT, &a, count_reply, cb_new((void *)done, arg));
@@ -1638,8 +1690,8 @@ void store_live(store_t *s, const char *owner, uint64_t live_ms, uint64_t gap_ms
     args_t a = {0};
     script_args(s, &a, S_LIVE, 5, keys);
     args_add(&a, owner);
-    args_addf(&a, "%llu", (unsigned long long)live_ms);
-    args_addf(&a, "%llu", (unsigned long long)gap_ms);
+    args_addu(&a, live_ms);
+    args_addu(&a, gap_ms);
     run(s, S_LIVE, &a, lost_reply, cb_new((void *)done, arg));
 }
 
@@ -1681,7 +1733,7 @@ void store_cancel(store_t *s, const char *id, uint64_t keep_ms, store_cancel_fn 
     args_t a = {0};
     script_args(s, &a, S_CANCEL, 1, keys);
     args_add(&a, id);
-    args_addf(&a, "%llu", (unsigned long long)(keep_ms ? keep_ms : 1));
+    args_addu(&a, (keep_ms ? keep_ms : 1));
     run(s, S_CANCEL, &a, cancel_reply, cb_new((void *)done, arg));
 }
 
@@ -1692,7 +1744,7 @@ static void aggr_script_args(store_t *s, args_t *a, int script, const char *aggr
 {
     args_add(a, "EVALSHA");
     args_add(a, s->scripts[script].sha);
-    args_addf(a, "%d", n);
+    args_addi(a, n);
     for (int i = 0; i < n; i++) {
         size_t n = strlen(prefixes[i]);
         if (n && prefixes[i][n - 1] == ':')
@@ -1750,7 +1802,7 @@ void store_aggr_patch(store_t *s, const char *aggr, long limit, const char *rate
     aggr_script_args(s, &a, S_AGGR_PATCH, aggr, keys, 5);
     args_add(&a, aggr);
     if (limit > 0)
-        args_addf(&a, "%ld", limit);
+        args_addi(&a, limit);
     else
         args_add(&a, "");
     args_add(&a, rate ? rate : "");
@@ -1813,8 +1865,8 @@ void store_aggr_jobs(store_t *s, const char *aggr, const char *state, long offse
     args_t a = {0};
     aggr_script_args(s, &a, S_AGGR_JOBS, aggr, keys, 3);
     args_add(&a, state);
-    args_addf(&a, "%ld", offset);
-    args_addf(&a, "%ld", count);
+    args_addi(&a, offset);
+    args_addi(&a, count);
     run(s, S_AGGR_JOBS, &a, jobs_reply, cb_new((void *)done, arg));
 }
 
@@ -1835,7 +1887,7 @@ void store_aggr_purge(store_t *s, const char *aggr, int chunk, store_purge_fn do
     args_t a = {0};
     aggr_script_args(s, &a, S_AGGR_PURGE, aggr, keys, 3);
     args_add(&a, aggr);
-    args_addf(&a, "%d", chunk);
+    args_addi(&a, chunk);
     run(s, S_AGGR_PURGE, &a, purge_reply, cb_new((void *)done, arg));
 }
 
@@ -1865,8 +1917,8 @@ void store_failed_page(store_t *s, bool callbacks, long offset, long count,
     args_t a = {0};
     script_args(s, &a, S_FAILED_PAGE, 1, keys);
     args_add(&a, callbacks ? "callback" : "download");
-    args_addf(&a, "%ld", offset);
-    args_addf(&a, "%ld", count);
+    args_addi(&a, offset);
+    args_addi(&a, count);
     run(s, S_FAILED_PAGE, &a, failed_page_reply, cb_new((void *)done, arg));
 }
 
