@@ -1,7 +1,8 @@
 /* Redis Sentinel: one master, one replica and three sentinels (Debian's redis-server
  * and redis-sentinel on loopback), and api, processor and notifier as separate
  * processes of the real binary configured with redis.sentinel + master_name (the first
- * sentinel listed is dead, so the list is walked in order).
+ * sentinel listed is dead, so the list is walked in order; the live ones are named by
+ * host name, "localhost", so they are reached through the lookup off the loop).
  *
  *  - ROLE check: a (scripted, test/fake_sentinel.py) sentinel that names the replica is
  *    not believed; the API asks again and settles on the master.
@@ -231,8 +232,8 @@ static int setup(void **state)
     dead_sentinel_port = h_free_port();
     char redis[1024];
     snprintf(redis, sizeof redis,
-             "{\"sentinel\": [\"127.0.0.1:%d\", \"127.0.0.1:%d\", \"127.0.0.1:%d\", "
-             "\"127.0.0.1:%d\"], \"master_name\": \"" MASTER "\"}",
+             "{\"sentinel\": [\"127.0.0.1:%d\", \"localhost:%d\", \"localhost:%d\", "
+             "\"localhost:%d\"], \"master_name\": \"" MASTER "\"}",
              dead_sentinel_port, sentinels[0].port, sentinels[1].port, sentinels[2].port);
     if (write_config(env.config, redis) < 0) return -1;
     api_pid = h_env_run(&env, "api");
