@@ -3,6 +3,7 @@
 #ifndef DOWNLOADER_REPLY_H
 #define DOWNLOADER_REPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <yajl/yajl_gen.h>
 
@@ -20,5 +21,8 @@ void reply_json(httpd_req_t *req, int status, yajl_gen g);
 /* 503 REPLY_REDIS_DOWN as httpd_respond_error sends it, plus CORS, so that a dashboard
  * merging several hosts can tell "Redis down" from "host unreachable". */
 void reply_down(httpd_req_t *req);
+
+/* A Redis call that failed: reply_down when Redis is away (down), else 500 with msg. */
+void reply_store_error(httpd_req_t *req, bool down, const char *msg);
 
 #endif

@@ -26,9 +26,8 @@
 static void respond_store_error(httpd_req_t *req, store_rc_t rc, const char *what)
 {
     char msg[256];
-    if (rc == STORE_DOWN) return reply_down(req);
     snprintf(msg, sizeof msg, "Error %s in Redis", what);
-    httpd_respond_error(req, 500, msg);
+    reply_store_error(req, rc == STORE_DOWN, msg);
 }
 
 /* A page: {"jobs":[...rows...],"next_cursor":"..."}; page_open writes up to the rows. */

@@ -83,9 +83,9 @@ void dashboard_throttle_json(yajl_gen g, const store_aggr_t *a)
 static void on_aggrs(store_rc_t rc, const store_aggr_t *list, size_t n, void *arg)
 {
     httpd_req_t *req = arg;
-    if (rc == STORE_DOWN) return reply_down(req);
     if (rc != STORE_OK)
-        return httpd_respond_error(req, 500, "Error scanning for aggregation keys: redis error");
+        return reply_store_error(req, rc == STORE_DOWN,
+                                 "Error scanning for aggregation keys: redis error");
     store_aggr_t *sorted = malloc((n + 1) * sizeof *sorted);
     memcpy(sorted, list, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, store_aggr_cmp);
@@ -121,8 +121,8 @@ static void on_instances(store_rc_t rc, long long now, const store_instance_t *i
                          void *arg)
 {
     httpd_req_t *req = arg;
-    if (rc == STORE_DOWN) return reply_down(req);
-    if (rc != STORE_OK) return httpd_respond_error(req, 500, "Error fetching instances from Redis");
+    if (rc != STORE_OK)
+        return reply_store_error(req, rc == STORE_DOWN, "Error fetching instances from Redis");
     size_t len = 64;
     for (size_t i = 0; i < n; i++)
         len += strlen(in[i].info_json) + strlen(in[i].name) + 96;
@@ -203,9 +203,9 @@ void dashboard_history(app_t *app, httpd_req_t *req)
 static void on_failed(store_rc_t rc, const store_failed_t *f, size_t n, void *arg)
 {
     httpd_req_t *req = arg;
-    if (rc == STORE_DOWN) return reply_down(req);
     if (rc != STORE_OK)
-        return httpd_respond_error(req, 500, "Error fetching failed callbacks from Redis");
+        return reply_store_error(req, rc == STORE_DOWN,
+                                 "Error fetching failed callbacks from Redis");
     yajl_gen g = yajl_gen_alloc(NULL);
     yajl_gen_array_open(g);
     control_failed_json(g, f, n, "callback_error", "updated_at_ms");
@@ -234,9 +234,9 @@ static void on_retrying(store_rc_t rc, long long total, long long now_ms, const 
                         size_t n, void *arg)
 {
     httpd_req_t *req = arg;
-    if (rc == STORE_DOWN) return reply_down(req);
     if (rc != STORE_OK)
-        return httpd_respond_error(req, 500, "Error fetching retrying callbacks from Redis");
+        return reply_store_error(req, rc == STORE_DOWN,
+                                 "Error fetching retrying callbacks from Redis");
     yajl_gen g = yajl_gen_alloc(NULL);
     yajl_gen_map_open(g);
     json_kv_int(g, "count", total);

@@ -27,3 +27,9 @@ void reply_down(httpd_req_t *req)
     static const char body[] = REPLY_REDIS_DOWN "\n";
     httpd_respond(req, 503, h, 3, body, sizeof body - 1);
 }
+
+void reply_store_error(httpd_req_t *req, bool down, const char *msg)
+{
+    if (down) return reply_down(req);
+    httpd_respond_error(req, 500, msg);
+}
